@@ -1,0 +1,3 @@
+from deepva_watch.cli import main
+
+raise SystemExit(main())

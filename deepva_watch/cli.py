@@ -1,0 +1,136 @@
+"""The commands an operator types: ``run``, ``check-config``, ``status``, ``emulator``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage (nothing was started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Sequence
+
+import structlog
+
+from deepva_watch import __version__, log
+from deepva_watch.config import Config, ConfigError, load_config, resolve_api_key
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = Path("/etc/deepva-watch/config.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepva-watch", description="Watch folders, analyse media with DeepVA, write sidecars.")
+    parser.add_argument("--version", action="version", version=f"deepva-watch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        command.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
+        return command
+
+    with_config("run", "Run the daemon until SIGINT or SIGTERM.")
+    with_config("check-config", "Validate the config file and find the API key; start nothing.")
+    status = with_config("status", "Counts of files per state and folder, read from the ledger.")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    commands.add_parser("emulator", help="Run the DeepVA-compatible emulator (for tests and demos).", add_help=False)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    log.configure(args.log_level or config.log_level)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        from deepva_watch.emulator.cli import main as emulator_main
+
+        return emulator_main(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "status":
+            return _status(args)
+        return _run(args)
+    except ConfigError as error:
+        print(f"deepva-watch: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    resolve_api_key(config.api)
+    print(f"{args.config}: OK — {len(config.folders)} folder(s), API {config.api.url}, ledger {config.ledger}")
+    for folder in config.folders:
+        print(f"  {folder.path}: modules {', '.join(sorted(folder.modules))}; settle {folder.settle_seconds:g}s")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from deepva_watch.ledger import Ledger
+
+    config = load_config(args.config, check_paths=False)
+    if not config.ledger.exists():
+        print(f"no ledger at {config.ledger} yet", file=sys.stderr)
+        return EXIT_FAILURE
+    ledger = Ledger(config.ledger, readonly=True)
+    counts = ledger.count_by_folder_and_state()
+    if args.json:
+        report: dict[str, dict[str, int]] = {}
+        for (folder, state), count in counts.items():
+            report.setdefault(folder, {})[state] = count
+        print(json.dumps({"folders": report}, indent=2))
+    else:
+        for (folder, state), count in sorted(counts.items()):
+            print(f"{folder}\t{state}\t{count}")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deepva_watch.daemon import Daemon
+    from deepva_watch.deepva import DeepVAClient, RetryPolicy
+
+    config = _load(args)
+    key = resolve_api_key(config.api)
+    log.register_secret(key.reveal())
+    logger = structlog.get_logger("deepva_watch.cli")
+    client = DeepVAClient(
+        config.api.url,
+        key.reveal(),
+        timeout=(config.api.connect_timeout_seconds, config.api.read_timeout_seconds),
+        retry=RetryPolicy(attempts=max(1, config.api.retries)),
+        verify=str(config.api.ca_bundle) if config.api.ca_bundle else True,
+    )
+    daemon = Daemon(config, client)
+    stops = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:  # a second signal means "now": the ledger is consistent at every commit, so this is safe
+            raise SystemExit(EXIT_FAILURE)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info("starting", version=__version__, folders=len(config.folders), api=config.api.url, ledger=str(config.ledger))
+    started = time.monotonic()
+    try:
+        daemon.run()
+    finally:
+        client.close()
+    logger.info("exiting", uptime_s=round(time.monotonic() - started, 1))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

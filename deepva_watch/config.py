@@ -1,0 +1,288 @@
+"""Configuration: YAML in, frozen dataclasses out, and one clear message when something is wrong.
+
+The schema is declared once, as the dataclasses below: each field's type, default and help text. The loader walks it
+generically, so every error names the key path (``folders[1].modules: expected a mapping of module name to options``),
+and ``config.example.yaml`` is checked against the same declaration by the test suite, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+DEFAULT_API_URL = "https://api.deepva.com/api/v1"
+API_KEY_ENV = "DEEPVA_API_KEY"
+API_KEY_CREDENTIAL = "deepva-api-key"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator: ``<key path>: <what is expected>``."""
+
+    def __init__(self, key_path: str, message: str) -> None:
+        self.key_path = key_path
+        self.message = message
+        super().__init__(f"{key_path}: {message}" if key_path else message)
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    """A field with its help text attached, so docs and the example config follow from the schema."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+class Secret(str):
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:  # f-strings and str() both hide it; use .reveal() where the real value is needed
+        return "***"
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    url: str = _help("Base URL of the DeepVA API, up to and including /api/v1.", default=DEFAULT_API_URL)
+    key_file: Path | None = _help(
+        f"File holding the API key. Without it the key comes from ${API_KEY_ENV} or the systemd credential "
+        f"'{API_KEY_CREDENTIAL}' ($CREDENTIALS_DIRECTORY). Keys are never accepted inline.",
+        default=None,
+    )
+    connect_timeout_seconds: float = _help("Seconds to wait for a connection to the API.", default=10.0)
+    read_timeout_seconds: float = _help("Seconds to wait for each response (and between bytes of one).", default=60.0)
+    retries: int = _help("Tries per request on 5xx, 429, timeouts and connection errors before giving up.", default=5)
+    ca_bundle: Path | None = _help("CA bundle for a private on-prem certificate authority; TLS is always verified.", default=None)
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    xmp: bool = _help("Write an XMP sidecar (keywords, people, face regions, video markers).", default=True)
+    json: bool = _help("Write a JSON sidecar with the whole result (<name>.deepva.json).", default=True)
+    naming: Literal["auto", "name", "stem"] = _help(
+        "XMP file name: 'name' gives IMG_1.jpg.xmp, 'stem' gives clip.xmp (Adobe's form); 'auto' uses 'name' for "
+        "images and 'stem' for video.",
+        default="auto",
+    )
+    output_dir: Path | None = _help(
+        "Write sidecars into this folder, mirroring the watched tree, instead of next to the media (for read-only shares).",
+        default=None,
+    )
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    path: Path = _help("The folder to watch. It must exist when the daemon starts.")
+    modules: Mapping[str, Mapping[str, Any]] = _help(
+        "DeepVA modules to run on this folder's files, each with its options, passed to DeepVA unchanged.",
+    )
+    recursive: bool = _help("Watch sub-folders too.", default=True)
+    settle_seconds: float = _help(
+        "A file is complete once its size and modification time have not changed for this long.", default=5.0
+    )
+    include: tuple[str, ...] = _help(
+        "Glob patterns (matched against the path relative to the folder, and against the file name) a file must match.",
+        default=("*",),
+    )
+    exclude: tuple[str, ...] = _help("Glob patterns that exclude a file even when it matches 'include'.", default=())
+    storage_folder: str = _help("Folder in DeepVA storage that uploads go to.", default="/")
+    sidecars: SidecarConfig = _help("Which sidecars to write and where.", default=SidecarConfig())
+
+
+@dataclass(frozen=True)
+class Config:
+    folders: tuple[FolderConfig, ...] = _help("The watched folders (at least one).")
+    api: ApiConfig = _help("How to reach DeepVA.", default=ApiConfig())
+    ledger: Path = _help(
+        "SQLite ledger that records every file and job; the daemon's only state.",
+        default=Path("/var/lib/deepva-watch/ledger.sqlite3"),
+    )
+    max_uploads: int = _help("Uploads running at the same time.", default=2)
+    poll_interval_seconds: float = _help("Seconds between status checks of a running DeepVA job.", default=5.0)
+    rescan_interval_seconds: float = _help(
+        "Seconds between full rescans that reconcile each folder with the ledger (file-system events are only hints).",
+        default=300.0,
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = _help("Least severe log level written.", default="info")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Generic loading against the declared schema
+
+
+def _describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "a whole number"
+    if annotation is float:
+        return "a number"
+    if annotation in (str, Path):
+        return "a path" if annotation is Path else "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
+    if origin is tuple:
+        return "a list"
+    if dataclasses.is_dataclass(annotation):
+        return "a mapping"
+    return str(annotation)
+
+
+def _convert(value: Any, annotation: Any, key_path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _convert(value, inner, key_path)
+    if value is None:
+        raise ConfigError(key_path, f"expected {_describe(annotation)}, got nothing")
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key_path)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key_path, f"expected true or false, got {value!r}")
+        return value
+    if annotation in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and isinstance(value, float)):
+            raise ConfigError(key_path, f"expected {_describe(annotation)}, got {value!r}")
+        if value < 0:
+            raise ConfigError(key_path, f"expected a value of 0 or more, got {value!r}")
+        return annotation(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(key_path, f"expected a string, got {value!r}")
+        return value
+    if annotation is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key_path, f"expected a path, got {value!r}")
+        return Path(os.path.expanduser(value))
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key_path, f"expected {_describe(annotation)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) and args[0] is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(key_path, f"expected a list, got {value!r}")
+        return tuple(_convert(item, args[0], f"{key_path}[{index}]") for index, item in enumerate(value))
+    if origin in (collections.abc.Mapping, dict):  # module name -> options
+        if not isinstance(value, dict) or not value:
+            raise ConfigError(key_path, "expected a mapping of module name to options")
+        for name, options in value.items():
+            if not isinstance(name, str) or not name:
+                raise ConfigError(key_path, f"expected module names as keys, got {name!r}")
+            if options is not None and not isinstance(options, dict):
+                raise ConfigError(f"{key_path}.{name}", "expected a mapping of option name to value (or nothing)")
+        return types.MappingProxyType({name: dict(options or {}) for name, options in value.items()})
+    raise TypeError(f"unsupported schema type at {key_path}: {annotation!r}")
+
+
+def _build(cls: type, data: Any, key_path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(key_path or "(top level)", f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            path = f"{key_path}.{key}" if key_path else str(key)
+            if cls is ApiConfig and key == "key":
+                raise ConfigError(path, f"keys are not accepted inline; use api.key_file, ${API_KEY_ENV} or a systemd credential")
+            raise ConfigError(path, "unknown key (expected one of: " + ", ".join(fields) + ")")
+    values = {}
+    for name, spec in fields.items():
+        path = f"{key_path}.{name}" if key_path else name
+        if name in data:
+            values[name] = _convert(data[name], hints[name], path)
+        elif spec.default is dataclasses.MISSING:
+            raise ConfigError(path, f"required: {spec.metadata.get('help', '')}".rstrip())
+    return cls(**values)
+
+
+def parse_config(data: Any, *, check_paths: bool = True) -> Config:
+    config: Config = _build(Config, data if data is not None else {}, "")
+    if not config.folders:
+        raise ConfigError("folders", "expected at least one folder to watch")
+    seen: dict[Path, int] = {}
+    for index, folder in enumerate(config.folders):
+        key = f"folders[{index}].path"
+        resolved = folder.path.resolve() if check_paths else folder.path
+        if check_paths and not folder.path.is_dir():
+            raise ConfigError(key, f"folder {str(folder.path)!r} does not exist or is not a directory")
+        if resolved in seen:
+            raise ConfigError(key, f"the same folder as folders[{seen[resolved]}].path")
+        seen[resolved] = index
+    if config.max_uploads < 1:
+        raise ConfigError("max_uploads", "expected 1 or more")
+    return config
+
+
+def load_config(path: Path, *, check_paths: bool = True) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError("", f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    return parse_config(data, check_paths=check_paths)
+
+
+def resolve_api_key(api: ApiConfig, environ: Mapping[str, str] = os.environ) -> Secret:
+    """Find the key: api.key_file, then $DEEPVA_API_KEY, then the systemd credential. Raises ConfigError if none."""
+    if api.key_file is not None:
+        try:
+            key = api.key_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError("api.key_file", f"cannot read {str(api.key_file)!r}: {error.strerror}") from None
+        if not key:
+            raise ConfigError("api.key_file", f"{str(api.key_file)!r} is empty")
+        return Secret(key)
+    if environ.get(API_KEY_ENV, "").strip():
+        return Secret(environ[API_KEY_ENV].strip())
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        candidate = Path(credentials) / API_KEY_CREDENTIAL
+        if candidate.is_file():
+            key = candidate.read_text(encoding="utf-8").strip()
+            if key:
+                return Secret(key)
+    raise ConfigError(
+        "api.key_file",
+        f"no API key found: set api.key_file, the environment variable {API_KEY_ENV}, "
+        f"or a systemd credential named {API_KEY_CREDENTIAL}",
+    )
+
+
+def schema_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every key path the schema declares (``folders[].sidecars.naming``); the example config must document each."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        path = f"{prefix}{spec.name}"
+        keys.append(path)
+        annotation = hints[spec.name]
+        args = typing.get_args(annotation)
+        if dataclasses.is_dataclass(annotation):
+            keys.extend(schema_keys(annotation, f"{path}."))
+        elif typing.get_origin(annotation) is tuple and args and dataclasses.is_dataclass(args[0]):
+            keys.extend(schema_keys(args[0], f"{path}[]."))
+    return keys

@@ -1,0 +1,397 @@
+"""The DeepVA REST client: the only code that knows DeepVA's paths, headers and envelopes.
+
+Every call has a timeout, every failure becomes one of the typed errors in :mod:`deepva_watch.deepva.errors`, and
+retryable failures (5xx, 429, timeouts, lost connections) are retried here with :class:`RetryPolicy`, so callers only
+see errors that survived the retries. The one exception is creating a job: ``POST /jobs/`` is not idempotent, so once
+the request may have reached the server we stop and report ``maybe_applied`` instead of risking a second job.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+import structlog
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+from deepva_watch import __version__
+from deepva_watch.deepva import models
+from deepva_watch.deepva.errors import (
+    DeepVAError,
+    MalformedResponse,
+    NotFound,
+    TransportError,
+    UploadRejected,
+    error_for_status,
+    make_excerpt,
+    redact,
+)
+from deepva_watch.deepva.models import Job, JobPage, Segment, StorageObject
+from deepva_watch.deepva.retry import RetryPolicy, parse_retry_after
+from deepva_watch.deepva.upload import MultipartFileBody, Throttle
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+
+TAG_PAGE_SIZE = 100
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical API call, possibly sent several times."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json_body: Any = None
+    body: MultipartFileBody | None = None
+    resend_after_send: bool = True
+    """False for calls that must not be repeated once the server may have seen them (creating a job)."""
+
+
+class DeepVAClient:
+    """A thread-compatible client for one DeepVA account (one base URL, one API key)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        verify: bool | str = True,
+        user_agent: str = f"deepva-watch/{__version__}",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._timeout = timeout
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._verify = verify
+        self._headers = {
+            "Authorization": f"Key {api_key}",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+
+    def __repr__(self) -> str:
+        return f"DeepVAClient(base_url={redact(self.base_url, self._api_key)!r})"
+
+    def __enter__(self) -> DeepVAClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release pooled connections; a session passed in by the caller stays the caller's to close."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- jobs -------------------------------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        sources: Sequence[str],
+        modules: Mapping[str, Any],
+        *,
+        tag: str,
+        webhook: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Create a mining job over ``sources`` with ``modules`` passed through unchanged.
+
+        This MAY create the job on the server even when it raises (e.g. a timeout after the server accepted the body):
+        callers reconcile by searching for their tag (:meth:`find_jobs_by_tag`) before trying again. A
+        :class:`TransportError` with ``maybe_applied`` set is exactly that case and is never retried here; 5xx, 429
+        and failures to connect (nothing sent) are.
+        """
+        payload: dict[str, Any] = {"sources": list(sources), "modules": dict(modules), "tag": tag}
+        if webhook is not None:
+            payload["webhook"] = dict(webhook)
+        call = _Call("POST", "/jobs/", json_body=payload, resend_after_send=False)
+        return self._parse(call, self._send(call), Job.from_api)
+
+    def get_job(self, job_id: str) -> Job:
+        call = _Call("GET", f"/jobs/{_segment(job_id)}/")
+        return self._parse(call, self._send(call), Job.from_api)
+
+    def list_jobs(self, *, offset: int = 0, limit: int = 10, tag: str | None = None) -> JobPage:
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if tag is not None:
+            params["tag"] = tag
+        call = _Call("GET", "/jobs/", params=params)
+        envelope = self._envelope(call, self._send(call))
+        jobs = tuple(self._parse_value(call, item, Job.from_api) for item in envelope.items)
+        total = envelope.total if envelope.total is not None else offset + len(jobs)
+        if envelope.has_next is not None:
+            has_next = envelope.has_next
+        else:
+            has_next = bool(jobs) and offset + len(jobs) < total
+        return JobPage(total=total, offset=envelope.offset if envelope.offset is not None else offset, jobs=jobs,
+                       has_next=has_next)
+
+    def find_jobs_by_tag(self, tag: str) -> list[Job]:
+        """Every job carrying exactly ``tag``, across all pages.
+
+        The server's ``tag`` filter is used to keep the pages few, but the match is checked here as well: the filter's
+        exact semantics (prefix? substring?) are not documented, and a wrong match would adopt a stranger's job.
+        """
+        found: list[Job] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = self.list_jobs(offset=offset, limit=TAG_PAGE_SIZE, tag=tag)
+            fresh = [job for job in page.jobs if job.id not in seen]
+            seen.update(job.id for job in fresh)
+            found.extend(job for job in fresh if job.tag == tag)
+            offset += len(page.jobs)
+            # A page with nothing new means the server ignores ``offset``: stop rather than loop forever.
+            if not fresh or not page.has_next or offset >= page.total:
+                return found
+
+    def iter_detailed_results(self, job_id: str, *, page_size: int = 100) -> Iterator[Segment]:
+        """Every segment of a job's detailed results, fetched one page at a time as the caller consumes them.
+
+        Page URLs are built from the configured base URL with ``offset``/``limit``; the ``next`` link is only read as
+        "there is more", never followed, because the documented links lack the ``/api`` prefix.
+        """
+        path = f"/jobs/{_segment(job_id)}/detailed-results/"
+        offset = 0
+        while True:
+            call = _Call("GET", path, params={"offset": offset, "limit": page_size})
+            envelope = self._envelope(call, self._send(call))
+            segments = [self._parse_value(call, item, Segment.from_api) for item in envelope.items]
+            yield from segments
+            offset += len(segments)
+            if not segments or envelope.has_next is False:
+                return
+            if envelope.total is not None and offset >= envelope.total:
+                return
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a job; one that is already gone counts as deleted (a retried DELETE may find it so)."""
+        self._delete(f"/jobs/{_segment(job_id)}/")
+
+    # -- storage ----------------------------------------------------------------------------------------------------
+
+    def upload(
+        self,
+        path: Path,
+        *,
+        folder: str = "/",
+        filename: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        max_bytes_per_second: float | None = None,
+    ) -> StorageObject:
+        """Upload one file to DeepVA storage; the returned object's ``url`` is a job source.
+
+        Streams the file from disk as multipart/form-data (fields ``folder``, ``file``); never reads it into memory.
+        The file is opened once; a retry after a transport error sends it again from the start. ``on_progress`` gets
+        the number of file bytes sent so far in the current attempt. Raises :class:`SourceChanged` if the file changes
+        size meanwhile, and :class:`UploadRejected` if the returned object has ``upload_failed`` set.
+        """
+        call_path = "/storage/"
+        throttle = Throttle(max_bytes_per_second, sleep=self._sleep) if max_bytes_per_second else None
+        with open(path, "rb", buffering=0) as handle:
+            body = MultipartFileBody(
+                handle,
+                fields={"folder": folder},
+                file_field="file",
+                filename=filename or path.name,
+                throttle=throttle,
+                on_progress=on_progress,
+                url=call_path,
+            )
+            call = _Call("POST", call_path, body=body)
+            response = self._send(call)
+        stored = self._parse(call, response, StorageObject.from_api)
+        if stored.upload_failed:
+            raise UploadRejected(
+                call.method, call.path, status=response.status_code,
+                excerpt=make_excerpt(f"storage object {stored.id} is marked upload_failed", self._api_key),
+            )
+        return stored
+
+    def get_storage(self, storage_id: str) -> StorageObject:
+        call = _Call("GET", f"/storage/{_segment(storage_id)}/")
+        return self._parse(call, self._send(call), StorageObject.from_api)
+
+    def delete_storage(self, storage_id: str) -> None:
+        """Delete a storage object; one that is already gone counts as deleted."""
+        self._delete(f"/storage/{_segment(storage_id)}/")
+
+    # -- plumbing ---------------------------------------------------------------------------------------------------
+
+    def _delete(self, path: str) -> None:
+        try:
+            self._send(_Call("DELETE", path))
+        except NotFound:
+            return
+
+    def _send(self, call: _Call) -> requests.Response:
+        """Send ``call`` until it succeeds, fails for good, or the retry budget is spent."""
+        attempts = self._retry.attempts
+        for attempt in range(1, attempts + 1):
+            response, error = self._attempt(call)
+            if error is None:
+                assert response is not None
+                return response
+            if not error.retryable or attempt == attempts:
+                raise error
+            if isinstance(error, TransportError) and error.maybe_applied and not call.resend_after_send:
+                raise error
+            delay = self._retry.delay(attempt - 1, self._rng, error.retry_after)
+            log.warning(
+                "api_retry",
+                method=call.method,
+                path=call.path,
+                status=error.status,
+                reason=error.reason,
+                attempt=attempt,
+                delay=round(delay, 3),
+            )
+            self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _attempt(self, call: _Call) -> tuple[requests.Response | None, DeepVAError | None]:
+        """One HTTP exchange. Errors are returned, not raised, so they never carry a ``requests`` exception along."""
+        transport_error: TransportError | None = None
+        try:
+            response = self._session.request(
+                call.method,
+                self.base_url + call.path,
+                params=call.params,
+                json=call.json_body,
+                data=call.body,
+                headers=self._request_headers(call),
+                timeout=self._timeout,
+                verify=self._verify,
+            )
+        except requests.RequestException as exc:
+            transport_error = _transport_error(call, exc)
+        if transport_error is not None:
+            return None, transport_error
+        if 200 <= response.status_code < 300:
+            return response, None
+        retry_after = None
+        if response.status_code in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        error = error_for_status(
+            call.method, call.path, response.status_code, response.content, secret=self._api_key,
+            retry_after=retry_after,
+        )
+        return None, error
+
+    def _request_headers(self, call: _Call) -> dict[str, str]:
+        if call.body is None:
+            return self._headers
+        return {**self._headers, "Content-Type": call.body.content_type}
+
+    def _json(self, call: _Call, response: requests.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            pass
+        raise MalformedResponse(
+            call.method, call.path, status=response.status_code, reason="response is not JSON",
+            excerpt=make_excerpt(response.content, self._api_key),
+        )
+
+    def _parse(self, call: _Call, response: requests.Response, parse: Callable[[Any], T]) -> T:
+        return self._parse_value(call, self._json(call, response), parse)
+
+    def _parse_value(self, call: _Call, value: Any, parse: Callable[[Any], T]) -> T:
+        problem: str | None = None
+        try:
+            return parse(value)
+        except models.MalformedResponse as exc:
+            problem = redact(str(exc), self._api_key)
+        raise MalformedResponse(call.method, call.path, reason="unexpected response shape", excerpt=problem)
+
+    def _envelope(self, call: _Call, response: requests.Response) -> _Envelope:
+        body = self._json(call, response)
+        problem: str | None = None
+        if isinstance(body, list):
+            # Tolerate a bare list: one page holding everything.
+            return _Envelope(items=body, total=len(body), offset=0, has_next=False)
+        if not isinstance(body, Mapping):
+            problem = f"expected a paginated object, got {type(body).__name__}"
+        elif not isinstance(body.get("data", []), list):
+            problem = "paginated object's data is not a list"
+        if problem is not None:
+            raise MalformedResponse(call.method, call.path, reason="unexpected response shape", excerpt=problem)
+        has_next = None if "next" not in body else body["next"] is not None
+        return _Envelope(
+            items=body.get("data") or [],
+            total=_optional_int(body.get("total")),
+            offset=_optional_int(body.get("offset")),
+            has_next=has_next,
+        )
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """DeepVA's pagination wrapper: ``{"total", "offset", "limit", "next", "prev", "data"}``."""
+
+    items: list[Any]
+    total: int | None
+    offset: int | None
+    has_next: bool | None
+    """None when the server did not say (no ``next`` key)."""
+
+
+def _optional_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (str, float)):
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+    return None
+
+
+def _segment(identifier: str) -> str:
+    """An id as one URL path segment: an id with ``/`` or ``?`` in it must not reach another endpoint."""
+    return quote(str(identifier), safe="")
+
+
+def _transport_error(call: _Call, exc: requests.RequestException) -> TransportError:
+    """Describe a ``requests`` failure in our own words, deciding whether the server may have seen the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return TransportError(call.method, call.path, reason="connect timed out", maybe_applied=False)
+    if isinstance(exc, requests.ReadTimeout):
+        return TransportError(call.method, call.path, reason="timed out waiting for the response", maybe_applied=True)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportError(call.method, call.path, reason="TLS error", maybe_applied=True)
+    if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, MaxRetryError) and isinstance(cause.reason, (NewConnectionError, ConnectTimeoutError)):
+            return TransportError(call.method, call.path, reason="could not connect", maybe_applied=False)
+        return TransportError(call.method, call.path, reason="connection lost", maybe_applied=True)
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return TransportError(call.method, call.path, reason="response cut off", maybe_applied=True)
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader)):
+        error = TransportError(call.method, call.path, reason=f"invalid request ({type(exc).__name__})",
+                               maybe_applied=False)
+        error.retryable = False
+        return error
+    return TransportError(call.method, call.path, reason=f"request failed ({type(exc).__name__})", maybe_applied=True)

@@ -1,0 +1,239 @@
+"""The emulator's memory: jobs, storage objects and the counters tests and benchmarks read.
+
+One lock guards everything; every critical section is a few dictionary operations, so contention is negligible even
+under many concurrent uploads. Slow work (probing a video, synthesising results) happens outside the lock; if two
+requests race to compute the same cached value, both compute the same deterministic answer and one is kept.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import string
+import threading
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .config import Clock
+from .payloads import InvalidRequest, JobRequest
+from .probe import DEFAULT_FRAME_RATE, fingerprint, probe_video
+from .results import JobResults, synthesize
+from .sources import STORAGE_SCHEME, ResolvedSource, SourceFacts, SourceRejected, resolve_source
+from .timeline import Timeline
+
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass
+class StoredObject:
+    id: int
+    url: str
+    name: str
+    folder: str
+    path: Path
+    size: int
+    media_type: str
+    facts: SourceFacts | None = None
+
+
+@dataclass
+class JobRecord:
+    id: str
+    sequence: int
+    tag: str
+    sources: tuple[str, ...]
+    modules: dict[str, Any]
+    webhook: dict[str, Any] | None
+    timeline: Timeline
+    resolved: tuple[ResolvedSource, ...]
+    results: JobResults | None = None
+
+    @property
+    def media_type(self) -> str:
+        return self.resolved[0].facts.media_type
+
+
+@dataclass
+class Counters:
+    requests: Counter[str] = field(default_factory=Counter)
+    jobs_created: int = 0
+    uploads_completed: int = 0
+    bytes_uploaded: int = 0
+    active_uploads: int = 0
+    peak_concurrent_uploads: int = 0
+    peak_active_jobs: int = 0
+
+
+class EmulatorState:
+    def __init__(self, data_dir: Path, clock: Clock, processing_time: float, queue_time: float) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._processing_time = processing_time
+        self._queue_time = queue_time
+        self._jobs: dict[str, JobRecord] = {}
+        self._objects: dict[int, StoredObject] = {}
+        self._objects_by_url: dict[str, StoredObject] = {}
+        self._next_object_id = 1
+        self._next_sequence = 1
+        self._counters = Counters()
+        self._storage_dir = data_dir / "storage"
+        self._incoming_dir = data_dir / "incoming"
+        self._storage_dir.mkdir(parents=True, exist_ok=True)
+        self._incoming_dir.mkdir(parents=True, exist_ok=True)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def set_processing_time(self, seconds: float) -> None:
+        """Applies to jobs created from now on; running jobs keep the timeline they were created with."""
+        if seconds < 0:
+            raise ValueError("processing time must not be negative")
+        with self._lock:
+            self._processing_time = seconds
+
+    # -- requests and stats -------------------------------------------------------------------------------------
+
+    def record_request(self, route: str) -> None:
+        with self._lock:
+            self._counters.requests[route] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            counters = self._counters
+            return {
+                "requests": dict(sorted(counters.requests.items())),
+                "jobs_created": counters.jobs_created,
+                "storage_objects": len(self._objects),
+                "uploads_completed": counters.uploads_completed,
+                "active_uploads": counters.active_uploads,
+                "peak_concurrent_uploads": counters.peak_concurrent_uploads,
+                "peak_active_jobs": counters.peak_active_jobs,
+                "bytes_uploaded": counters.bytes_uploaded,
+            }
+
+    # -- jobs -----------------------------------------------------------------------------------------------------
+
+    def create_job(self, request: JobRequest) -> JobRecord:
+        errors: list[str] = []
+        resolved: list[ResolvedSource] = []
+        for source in request.sources:
+            try:
+                resolved.append(resolve_source(source, self))
+            except SourceRejected as rejection:
+                errors.append(f"sources: {rejection}")
+        if errors:
+            raise InvalidRequest(errors)
+        with self._lock:
+            now = self._clock()
+            job = JobRecord(
+                id=str(uuid.uuid4()),
+                sequence=self._next_sequence,
+                tag=request.tag,
+                sources=request.sources,
+                modules=dict(request.modules),
+                webhook=dict(request.webhook) if request.webhook is not None else None,
+                timeline=Timeline(now, self._queue_time, self._processing_time),
+                resolved=tuple(resolved),
+            )
+            self._next_sequence += 1
+            # Active means "created and not yet completed"; the new job counts itself even when it completes at once.
+            active = 1 + sum(1 for other in self._jobs.values() if not other.timeline.is_completed(now))
+            self._jobs[job.id] = job
+            self._counters.jobs_created += 1
+            self._counters.peak_active_jobs = max(self._counters.peak_active_jobs, active)
+        return job
+
+    def jobs_newest_first(self, tag: str | None = None) -> list[JobRecord]:
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if tag is None or job.tag == tag]
+        return sorted(jobs, key=lambda job: job.sequence, reverse=True)
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def delete_job(self, job_id: str) -> bool:
+        with self._lock:
+            return self._jobs.pop(job_id, None) is not None
+
+    def results_of(self, job: JobRecord) -> JobResults:
+        if job.results is None:
+            job.results = synthesize(job.resolved, job.modules)
+        return job.results
+
+    # -- storage --------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def upload_in_progress(self) -> Iterator[None]:
+        with self._lock:
+            self._counters.active_uploads += 1
+            self._counters.peak_concurrent_uploads = max(
+                self._counters.peak_concurrent_uploads, self._counters.active_uploads
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._counters.active_uploads -= 1
+
+    def count_uploaded_bytes(self, count: int) -> None:
+        with self._lock:
+            self._counters.bytes_uploaded += count
+
+    def incoming_path(self) -> Path:
+        return self._incoming_dir / f"{uuid.uuid4().hex}.part"
+
+    def store_upload(self, incoming: Path, name: str, folder: str, size: int, media_type: str) -> StoredObject:
+        """Moves a finished upload into storage under a name of our choosing: client file names never reach a path."""
+        with self._lock:
+            object_id = self._next_object_id
+            self._next_object_id += 1
+            url = STORAGE_SCHEME + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(20))
+        path = self._storage_dir / f"{object_id}-{url.removeprefix(STORAGE_SCHEME)}"
+        shutil.move(incoming, path)
+        stored = StoredObject(object_id, url, name, folder, path, size, media_type)
+        with self._lock:
+            self._objects[object_id] = stored
+            self._objects_by_url[url] = stored
+            self._counters.uploads_completed += 1
+        return stored
+
+    def objects(self, folder: str | None = None) -> list[StoredObject]:
+        with self._lock:
+            found = [item for item in self._objects.values() if folder is None or item.folder == folder]
+        return sorted(found, key=lambda item: item.id)
+
+    def stored_object(self, object_id: int) -> StoredObject | None:
+        with self._lock:
+            return self._objects.get(object_id)
+
+    def delete_object(self, object_id: int) -> bool:
+        with self._lock:
+            stored = self._objects.pop(object_id, None)
+            if stored is None:
+                return False
+            self._objects_by_url.pop(stored.url, None)
+        stored.path.unlink(missing_ok=True)
+        return True
+
+    def facts_for(self, url: str) -> SourceFacts | None:
+        """Probed once per object and cached, so a deleted file does not change results of jobs already created."""
+        with self._lock:
+            stored = self._objects_by_url.get(url)
+        if stored is None:
+            return None
+        if stored.facts is None:
+            try:
+                seed = fingerprint(stored.path)
+            except FileNotFoundError:  # deleted while this job was being created
+                return None
+            if stored.media_type == "image":
+                stored.facts = SourceFacts("image", seed, 0.0, DEFAULT_FRAME_RATE)
+            else:
+                video = probe_video(stored.path)
+                stored.facts = SourceFacts("video", seed, video.duration, video.frame_rate)
+        return stored.facts

@@ -1,0 +1,423 @@
+"""The SQLite ledger: the daemon's single source of truth, and the only module that speaks SQL.
+
+One row per *asset version* (a file at a path with a given size and modification time). Every step of the pipeline
+is one committed state transition whose UPDATE only matches while the row is still in the state the step started from,
+so two workers can never both advance a row, and a ``kill -9`` between any two statements leaves a row either before or
+after a step, never half way. File-system events are only hints that lead to :meth:`Ledger.observe`.
+
+States, in the order a healthy file passes through them::
+
+    settling → settled → accepted → uploading → uploaded → submitting → submitted → completed → publishing → published
+
+with the side exits ``rejected`` (not a supported media type), ``failed`` (with the reason and whether a retry can
+help), ``gone`` (the file vanished before we finished) and ``superseded`` (a newer version of the file arrived).
+``uploading``, ``submitting`` and ``publishing`` are *working* states, held while a worker talks to DeepVA or writes
+sidecars; :meth:`Ledger.recover` returns rows left in them by a crash to the state before, and a row that was
+``submitting`` remembers (``submit_attempted``) that a job may already exist, so that it looks for its tag first.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sqlite_utils
+
+SETTLING = "settling"
+SETTLED = "settled"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+UPLOADING = "uploading"
+UPLOADED = "uploaded"
+SUBMITTING = "submitting"
+SUBMITTED = "submitted"
+COMPLETED = "completed"
+JOB_FAILED = "job_failed"
+PUBLISHING = "publishing"
+PUBLISHED = "published"
+FAILED = "failed"
+GONE = "gone"
+SUPERSEDED = "superseded"
+
+WORKING_STATES = {UPLOADING: ACCEPTED, SUBMITTING: UPLOADED, PUBLISHING: COMPLETED}
+FINAL_STATES = frozenset({REJECTED, PUBLISHED, FAILED, GONE, SUPERSEDED})
+#: States in which the file has not yet been handed to DeepVA: a vanished file simply ends as ``gone`` there.
+UNSUBMITTED_STATES = (SETTLING, SETTLED, ACCEPTED, UPLOADED)
+ALL_STATES = (
+    SETTLING, SETTLED, ACCEPTED, REJECTED, UPLOADING, UPLOADED, SUBMITTING, SUBMITTED, COMPLETED, JOB_FAILED,
+    PUBLISHING, PUBLISHED, FAILED, GONE, SUPERSEDED,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One row of the ledger, as a value. Stages receive it, never the row itself."""
+
+    id: int
+    asset_id: str
+    folder: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    state: str
+    attempts: int
+    next_attempt_at: float
+    stable_since: float
+    created_at: float
+    updated_at: float
+    content_hash: str | None = None
+    mime: str | None = None
+    kind: str | None = None
+    last_error: str | None = None
+    error_retryable: int | None = None
+    storage_url: str | None = None
+    storage_id: str | None = None
+    submit_attempted: int = 0
+    job_id: str | None = None
+    job_state: str | None = None
+    job_progress: float | None = None
+    job_errors: str | None = None
+    xmp_path: str | None = None
+    json_path: str | None = None
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    published_at: float | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder) / self.relpath
+
+    @property
+    def errors(self) -> list[str]:
+        return json.loads(self.job_errors) if self.job_errors else []
+
+
+_ASSET_COLUMNS = tuple(f.name for f in fields(Asset))
+
+_SCHEMA_STEPS: tuple[str, ...] = (
+    # 1: the assets table and the indexes the stages query by
+    """
+    CREATE TABLE assets (
+        id INTEGER PRIMARY KEY,
+        asset_id TEXT NOT NULL UNIQUE,
+        folder TEXT NOT NULL,
+        relpath TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        stable_since REAL NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        content_hash TEXT,
+        mime TEXT,
+        kind TEXT,
+        last_error TEXT,
+        error_retryable INTEGER,
+        storage_url TEXT,
+        storage_id TEXT,
+        submit_attempted INTEGER NOT NULL DEFAULT 0,
+        job_id TEXT,
+        job_state TEXT,
+        job_progress REAL,
+        job_errors TEXT,
+        xmp_path TEXT,
+        json_path TEXT,
+        submitted_at REAL,
+        completed_at REAL,
+        published_at REAL
+    );
+    CREATE UNIQUE INDEX assets_version ON assets (folder, relpath, size, mtime_ns);
+    CREATE INDEX assets_due ON assets (state, next_attempt_at);
+    CREATE INDEX assets_path ON assets (folder, relpath);
+    """,
+)
+
+
+class TransitionLost(Exception):
+    """The row was no longer in the state the step started from (another worker or a deletion got there first)."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What :meth:`Ledger.observe` did with a sighting: ``new``, ``changed`` (still settling), ``known`` or ``revived``."""
+
+    outcome: str
+    asset_id: str | None
+
+
+class Ledger:
+    """Thread-safe access to the ledger file: each thread gets its own SQLite connection."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self._readonly = readonly
+        self._local = threading.local()
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+
+    # -- connections and transactions -----------------------------------------------------------------------------
+
+    def _db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            if self._readonly:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.row_factory = sqlite3.Row
+            db = sqlite_utils.Database(conn)
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock up front, so a read-then-write never deadlocks."""
+        conn = self._db().conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    def _migrate(self) -> None:
+        db = self._db()
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS migrations (step INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT step FROM migrations")}
+            for step, script in enumerate(_SCHEMA_STEPS, start=1):
+                if step in done:
+                    continue
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO migrations (step, applied_at) VALUES (?, datetime('now'))", (step,))
+        assert "assets" in db.table_names()
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _asset(row: sqlite3.Row) -> Asset:
+        return Asset(**{name: row[name] for name in _ASSET_COLUMNS})
+
+    def get(self, row_id: int) -> Asset | None:
+        row = self._db().conn.execute("SELECT * FROM assets WHERE id = ?", (row_id,)).fetchone()
+        return self._asset(row) if row else None
+
+    def by_asset_id(self, asset_id: str) -> Asset | None:
+        row = self._db().conn.execute("SELECT * FROM assets WHERE asset_id = ?", (asset_id,)).fetchone()
+        return self._asset(row) if row else None
+
+    def versions(self, folder: str, relpath: str) -> list[Asset]:
+        """Every version recorded for a path, oldest first."""
+        rows = self._db().conn.execute(
+            "SELECT * FROM assets WHERE folder = ? AND relpath = ? ORDER BY id", (folder, relpath)
+        ).fetchall()
+        return [self._asset(row) for row in rows]
+
+    def due(self, states: Sequence[str], now: float, limit: int) -> list[Asset]:
+        """Rows in one of ``states`` whose next attempt is due, oldest first."""
+        marks = ",".join("?" * len(states))
+        rows = self._db().conn.execute(
+            f"SELECT * FROM assets WHERE state IN ({marks}) AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (*states, now, limit),
+        ).fetchall()
+        return [self._asset(row) for row in rows]
+
+    def next_due_at(self, states: Sequence[str]) -> float | None:
+        marks = ",".join("?" * len(states))
+        row = self._db().conn.execute(
+            f"SELECT MIN(next_attempt_at) FROM assets WHERE state IN ({marks})", tuple(states)
+        ).fetchone()
+        return row[0]
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._db().conn.execute("SELECT state, COUNT(*) FROM assets GROUP BY state").fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def count_by_folder_and_state(self) -> dict[tuple[str, str], int]:
+        rows = self._db().conn.execute("SELECT folder, state, COUNT(*) FROM assets GROUP BY folder, state").fetchall()
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    def query(
+        self,
+        *,
+        states: Sequence[str] = (),
+        folder: str | None = None,
+        relpaths: Sequence[str] = (),
+        updated_before: float | None = None,
+        limit: int = 1000,
+    ) -> list[Asset]:
+        """Rows for the operator's commands, newest first."""
+        clauses, params = [], []
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(states)
+        if folder is not None:
+            clauses.append("folder = ?")
+            params.append(folder)
+        if relpaths:
+            clauses.append(f"relpath IN ({','.join('?' * len(relpaths))})")
+            params.extend(relpaths)
+        if updated_before is not None:
+            clauses.append("updated_at <= ?")
+            params.append(updated_before)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db().conn.execute(
+            f"SELECT * FROM assets {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [self._asset(row) for row in rows]
+
+    def integrity_ok(self) -> bool:
+        return self._db().conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+
+    def observe(self, folder: str, relpath: str, size: int, mtime_ns: int, now: float) -> Observation:
+        """Record that a file was seen with this size and mtime.
+
+        A version we already hold is left alone, so a file dropped again unchanged is never submitted twice. A file
+        still settling has its size and mtime updated and its quiet period restarted. Anything else is a new version;
+        an older version that has not reached DeepVA yet is superseded by it.
+        """
+        with self._write() as conn:
+            latest = conn.execute(
+                "SELECT * FROM assets WHERE folder = ? AND relpath = ? ORDER BY id DESC LIMIT 1", (folder, relpath)
+            ).fetchone()
+            if latest is not None and latest["size"] == size and latest["mtime_ns"] == mtime_ns:
+                if latest["state"] == GONE:
+                    conn.execute(
+                        "UPDATE assets SET state = ?, stable_since = ?, next_attempt_at = ?, attempts = 0, "
+                        "last_error = NULL, updated_at = ? WHERE id = ?",
+                        (SETTLING, now, now, now, latest["id"]),
+                    )
+                    return Observation("revived", latest["asset_id"])
+                return Observation("known", latest["asset_id"])
+            if latest is not None and latest["state"] == SETTLING:
+                clash = conn.execute(
+                    "SELECT id FROM assets WHERE folder = ? AND relpath = ? AND size = ? AND mtime_ns = ?",
+                    (folder, relpath, size, mtime_ns),
+                ).fetchone()
+                if clash is not None:  # the file went back to a version we already hold: that one stands
+                    conn.execute("DELETE FROM assets WHERE id = ?", (latest["id"],))
+                    return Observation("known", None)
+                conn.execute(
+                    "UPDATE assets SET size = ?, mtime_ns = ?, stable_since = ?, updated_at = ? WHERE id = ?",
+                    (size, mtime_ns, now, now, latest["id"]),
+                )
+                return Observation("changed", latest["asset_id"])
+            conn.execute(
+                f"UPDATE assets SET state = ?, updated_at = ?, last_error = 'a newer version of the file arrived' "
+                f"WHERE folder = ? AND relpath = ? AND state IN ({','.join('?' * len(UNSUBMITTED_STATES))})",
+                (SUPERSEDED, now, folder, relpath, *UNSUBMITTED_STATES),
+            )
+            asset_id = new_asset_id()
+            conn.execute(
+                "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now),
+            )
+            return Observation("new", asset_id)
+
+    def claim(self, from_states: Sequence[str], working: str, now: float, limit: int) -> list[Asset]:
+        """Move up to ``limit`` due rows into a working state and return them; no other worker can take them then."""
+        marks = ",".join("?" * len(from_states))
+        with self._write() as conn:
+            rows = conn.execute(
+                f"UPDATE assets SET state = ?, updated_at = ? WHERE id IN (SELECT id FROM assets WHERE state IN "
+                f"({marks}) AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
+                (working, now, *from_states, now, limit),
+            ).fetchall()
+        return sorted((self._asset(row) for row in rows), key=lambda asset: asset.id)
+
+    def transition(self, asset: Asset, expected: str, to: str, now: float, **changes: Any) -> Asset:
+        """Move one row from ``expected`` to ``to`` and set ``changes``, in one statement; raise if the row moved on."""
+        for name in changes:
+            if name not in _ASSET_COLUMNS or name in ("id", "asset_id", "state"):
+                raise ValueError(f"not a column a transition may set: {name}")
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        sql = f"UPDATE assets SET state = ?, updated_at = ?{', ' + assignments if assignments else ''} WHERE id = ? AND state = ? RETURNING *"
+        with self._write() as conn:
+            row = conn.execute(sql, (to, now, *changes.values(), asset.id, expected)).fetchone()
+        if row is None:
+            raise TransitionLost(f"asset {asset.asset_id} is no longer {expected}")
+        return self._asset(row)
+
+    def mark_gone(self, folder: str, relpath: str, now: float) -> list[str]:
+        """A file vanished: its versions that have not reached DeepVA end quietly as ``gone``."""
+        marks = ",".join("?" * len(UNSUBMITTED_STATES))
+        with self._write() as conn:
+            rows = conn.execute(
+                f"UPDATE assets SET state = ?, updated_at = ?, last_error = 'the file disappeared' WHERE folder = ? "
+                f"AND relpath = ? AND state IN ({marks}) RETURNING asset_id",
+                (GONE, now, folder, relpath, *UNSUBMITTED_STATES),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def recover(self, now: float) -> dict[str, int]:
+        """After a crash: rows left in a working state go back to the state before it, due at once."""
+        recovered = {}
+        with self._write() as conn:
+            for working, before in WORKING_STATES.items():
+                extra = ", submit_attempted = 1" if working == SUBMITTING else ""
+                cursor = conn.execute(
+                    f"UPDATE assets SET state = ?, next_attempt_at = ?, updated_at = ?{extra} WHERE state = ?",
+                    (before, now, now, working),
+                )
+                if cursor.rowcount:
+                    recovered[working] = cursor.rowcount
+            # a job that failed keeps the failure in job_state; its publishing row goes back to job_failed
+            conn.execute(
+                "UPDATE assets SET state = ? WHERE state = ? AND job_state IN ('failed', 'stopped')",
+                (JOB_FAILED, COMPLETED),
+            )
+        return recovered
+
+    def requeue(self, asset: Asset, to: str, now: float) -> Asset:
+        """An operator's retry or reprocess: back into the pipeline at ``to``, attempts reset."""
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE assets SET state = ?, attempts = 0, next_attempt_at = ?, last_error = NULL, error_retryable = NULL, "
+                "updated_at = ? WHERE id = ? RETURNING *",
+                (to, now, now, asset.id),
+            ).fetchone()
+        return self._asset(row)
+
+    def forget(self, folder: str, relpath: str) -> int:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM assets WHERE folder = ? AND relpath = ?", (folder, relpath)).rowcount
+
+    def known_paths(self, folder: str) -> set[str]:
+        """Relative paths with a live (not gone) version, for reconciling a rescan with the ledger."""
+        rows = self._db().conn.execute(
+            f"SELECT DISTINCT relpath FROM assets WHERE folder = ? AND state IN ({','.join('?' * len(UNSUBMITTED_STATES))})",
+            (folder, *UNSUBMITTED_STATES),
+        ).fetchall()
+        return {row[0] for row in rows}
+
+
+def new_asset_id() -> str:
+    """The asset id doubles as the DeepVA job tag, so it must be unique across installs and restarts."""
+    return f"dvw-{uuid.uuid4().hex}"
+
+
+def dumps_errors(errors: Sequence[str]) -> str:
+    return json.dumps(list(errors), ensure_ascii=False)

@@ -1,0 +1,70 @@
+"""Logging: structlog configured once, at the entry point.
+
+JSON lines when stderr is not a terminal (journald and log shippers read them as they are), readable colours when it
+is. Every secret the process knows is registered here and cut out of every event, whatever field it hides in.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any, MutableMapping, TextIO
+
+import structlog
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+REDACTED = "[redacted]"
+
+
+def register_secret(value: str) -> None:
+    """Make sure ``value`` never reaches a log line. Short values are ignored: they would redact ordinary words."""
+    text = value.reveal() if hasattr(value, "reveal") else str(value)
+    if len(text) >= 6:
+        with _secrets_lock:
+            _secrets.add(text)
+
+
+def _scrub(value: Any, secrets: frozenset[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: _scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(item, secrets) for item in value)
+    if isinstance(value, BaseException):
+        return _scrub(repr(value), secrets)
+    return value
+
+
+def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    with _secrets_lock:
+        secrets = frozenset(_secrets)
+    if not secrets:
+        return event
+    return {key: _scrub(value, secrets) for key, value in event.items()}
+
+
+def configure(level: str = "info", stream: TextIO | None = None, *, json: bool | None = None) -> None:
+    stream = stream or sys.stderr
+    as_json = json if json is not None else not stream.isatty()
+    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if as_json else structlog.dev.ConsoleRenderer(
+        colors=True
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

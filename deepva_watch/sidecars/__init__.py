@@ -1,0 +1,144 @@
+"""Sidecar writers: turn a finished DeepVA job into files that newsroom tools read.
+
+For each media file we write up to two sidecars, each replaced atomically:
+
+* ``{name}.deepva.json`` — the complete results (schema: ``deepva_watch/schemas/sidecar.schema.json``);
+* an XMP sidecar (``{name}.xmp`` or ``{stem}.xmp``) — keywords, people, face regions and video markers, merged into any
+  sidecar a person or another tool already keeps there.
+
+This package is the only place that knows XML. See ``xmp`` for what a re-run replaces and ``claim`` for how two media
+files sharing a stem are kept apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO
+
+from deepva_watch.deepva.models import Job, Segment
+from deepva_watch.fsutil import atomic_write
+from deepva_watch.media import MediaFacts, MediaKind
+from deepva_watch.sidecars.claim import claim_xmp
+from deepva_watch.sidecars.collect import ResultCollector
+from deepva_watch.sidecars.json_sidecar import SCHEMA_VERSION, job_json, load_schema, summary_json, write_json_sidecar
+from deepva_watch.sidecars.model import Provenance, SidecarSettings, WrittenSidecars
+from deepva_watch.sidecars.naming import (
+    UnsafeSidecarPath,
+    is_sidecar_name,
+    relative_to_root,
+    sidecar_folder,
+    sidecar_paths,
+    xmp_form,
+)
+from deepva_watch.sidecars.xmp import XmpContent, render_xmp
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Provenance",
+    "SidecarSettings",
+    "UnsafeSidecarPath",
+    "WrittenSidecars",
+    "is_sidecar_name",
+    "load_schema",
+    "publish_failure",
+    "publish_results",
+    "sidecar_paths",
+]
+
+_FAILED_STATES = ("failed", "stopped")
+
+
+def publish_results(
+    media_path: Path,
+    *,
+    watch_root: Path,
+    settings: SidecarSettings,
+    job: Job,
+    segments: Iterable[Segment],
+    media: MediaFacts,
+    provenance: Provenance,
+) -> WrittenSidecars:
+    """Write the sidecars for a completed job. ``segments`` is read exactly once, as it streams.
+
+    Raises OSError when a file cannot be written (the old sidecars are then untouched) and
+    :class:`UnsafeSidecarPath` when ``media_path`` is not inside ``watch_root``.
+    """
+    media_path = Path(media_path)
+    xmp_planned, json_path = sidecar_paths(media_path, watch_root=watch_root, settings=settings, kind=media.kind)
+    collector = ResultCollector(is_video=media.kind == "video", rate=media.frame_rate)
+    for item in job.labels():
+        collector.add_summary_item(item)
+
+    written_json: Path | None = None
+    if settings.json:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        asset_path = relative_to_root(media_path, watch_root).as_posix()
+        job_fields = job_json(job, job_id=provenance.job_id)
+        summary = summary_json(job)
+        feed = collector.add_segment if settings.xmp else None
+
+        def write_json(stream: IO[bytes]) -> None:
+            write_json_sidecar(stream, asset_path=asset_path, asset_name=media_path.name, job=job_fields,
+                               summary=summary, segments=segments, media=media, provenance=provenance,
+                               on_segment=feed)
+
+        atomic_write(json_path, write_json)
+        written_json = json_path
+    elif settings.xmp:
+        for segment in segments:
+            collector.add_segment(segment)
+
+    if not settings.xmp:
+        return WrittenSidecars(xmp=None, json=written_json)
+
+    xmp_planned.parent.mkdir(parents=True, exist_ok=True)
+    claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=xmp_form(settings.naming, media.kind) == "stem")
+    content = XmpContent(
+        collected=collector.finish(),
+        media=media,
+        provenance=provenance,
+        source_name=media_path.name,
+        sidecar_for_extension=claim.sidecar_for_extension,
+    )
+    data = render_xmp(claim.existing, content, toolkit=f"deepva-watch {provenance.daemon_version}")
+    atomic_write(claim.path, lambda stream: stream.write(data))
+    return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(claim.notes))
+
+
+def publish_failure(
+    media_path: Path,
+    *,
+    watch_root: Path,
+    settings: SidecarSettings,
+    job: Job | None,
+    errors: Sequence[str],
+    media: MediaFacts | None,
+    provenance: Provenance,
+) -> WrittenSidecars:
+    """Record a failed or stopped job in the JSON sidecar, so that people looking at the folder see why.
+
+    Never writes or touches an XMP sidecar: a failure has no keywords to add, and an earlier good result stays.
+    """
+    media_path = Path(media_path)
+    if not settings.json:
+        return WrittenSidecars(xmp=None, json=None, notes=("JSON sidecars are switched off: the failure is not written",))
+    folder = sidecar_folder(media_path, watch_root=watch_root, settings=settings)
+    _, json_path = sidecar_paths(media_path, watch_root=watch_root, settings=settings, kind=_kind(media))
+    assert json_path.parent == folder
+    folder.mkdir(parents=True, exist_ok=True)
+    state = job.state if job is not None and job.state in _FAILED_STATES else "failed"
+    job_fields = job_json(job, job_id=provenance.job_id, state=state, extra_errors=errors)
+    asset_path = relative_to_root(media_path, watch_root).as_posix()
+
+    def write_json(stream: IO[bytes]) -> None:
+        write_json_sidecar(stream, asset_path=asset_path, asset_name=media_path.name, job=job_fields,
+                           summary=summary_json(job), segments=(), media=media, provenance=provenance)
+
+    atomic_write(json_path, write_json)
+    return WrittenSidecars(xmp=None, json=json_path)
+
+
+def _kind(media: MediaFacts | None) -> MediaKind:
+    """Only the XMP name depends on the kind, and a failure writes no XMP: any kind gives the right JSON path."""
+    return media.kind if media else "image"

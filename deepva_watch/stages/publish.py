@@ -1,0 +1,89 @@
+"""PUBLISH: write what DeepVA found next to the media, as XMP and JSON sidecars.
+
+Results are written only for the version of the file they describe: if the file changed or was replaced while DeepVA
+worked on it, this version is superseded and the new one will be published in its turn. A failed job gets a JSON
+sidecar that says so (with DeepVA's errors) and no XMP, since an XMP without results would look like "nothing found".
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import structlog
+
+from deepva_watch import __version__
+from deepva_watch import ledger as states
+from deepva_watch.config import FolderConfig
+from deepva_watch.deepva import DeepVAError
+from deepva_watch.ledger import Asset
+from deepva_watch.media.probe import probe
+from deepva_watch.pipeline import Advance, Fail, Outcome, Services, gone
+from deepva_watch.sidecars import Provenance, SidecarSettings, WrittenSidecars, publish_failure, publish_results
+from deepva_watch.stages.failures import outcome_for
+
+log = structlog.get_logger("deepva_watch.publish")
+
+
+def sidecar_settings(folder: FolderConfig) -> SidecarSettings:
+    sidecars = folder.sidecars
+    return SidecarSettings(xmp=sidecars.xmp, json=sidecars.json, naming=sidecars.naming, output_dir=sidecars.output_dir)
+
+
+def home_state(asset: Asset) -> str:
+    """Where a publishing row returns on Wait/Retry: the job's outcome decides which kind of sidecar it gets."""
+    return states.JOB_FAILED if asset.job_state in ("failed", "stopped") else states.COMPLETED
+
+
+def _provenance(services: Services, asset: Asset) -> Provenance:
+    return Provenance(
+        job_id=asset.job_id or "",
+        modules=dict(services.folder(asset).modules),
+        processed_at=datetime.fromtimestamp(services.clock.now(), timezone.utc),
+        daemon_version=__version__,
+        source_hash=asset.content_hash or "",
+        source_size=asset.size,
+        source_mtime=datetime.fromtimestamp(asset.mtime_ns / 1e9, timezone.utc),
+        asset_id=asset.asset_id,
+    )
+
+
+def _still_current(services: Services, asset: Asset) -> bool:
+    """True if the file on disk is still the version DeepVA looked at and no newer version has been recorded."""
+    info = os.stat(asset.path, follow_symlinks=False)
+    if (info.st_size, info.st_mtime_ns) != (asset.size, asset.mtime_ns):
+        services.ledger.observe(asset.folder, asset.relpath, info.st_size, info.st_mtime_ns, services.clock.now())
+        return False
+    return services.ledger.versions(asset.folder, asset.relpath)[-1].id == asset.id
+
+
+def publish(services: Services, asset: Asset) -> Outcome:
+    folder = services.folder(asset)
+    try:
+        if not _still_current(services, asset):
+            return Advance(states.SUPERSEDED, {"last_error": "the file changed while DeepVA worked on it"})
+        job = services.jobs.pop(asset.asset_id) or services.client.get_job(asset.job_id)
+        media = probe(asset.path, asset.mime or "", asset.kind or "video")  # type: ignore[arg-type]
+        common = dict(watch_root=folder.path.absolute(), settings=sidecar_settings(folder), provenance=_provenance(services, asset))
+        if asset.job_state == "completed":
+            written = publish_results(
+                asset.path, job=job, segments=services.client.iter_detailed_results(job.id), media=media, **common
+            )
+        else:
+            written = publish_failure(asset.path, job=job, errors=asset.errors, media=media, **common)
+    except FileNotFoundError:
+        return gone("the file disappeared before its results were written")
+    except (DeepVAError, OSError) as error:
+        return outcome_for(error)
+    for note in written.notes:
+        log.warning("sidecar_note", note=note)
+    paths = _paths(written)
+    if asset.job_state == "completed":
+        return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now()})
+    return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
+
+
+def _paths(written: WrittenSidecars) -> dict[str, str | None]:
+    return {"xmp_path": str(written.xmp) if written.xmp else None, "json_path": str(written.json) if written.json else None}
+
+

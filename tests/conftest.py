@@ -1,0 +1,146 @@
+"""Fixtures shared by the whole suite: the emulator on a random loopback port, configs, and the daemon as a process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures" / "media"
+API_KEY = "test-key-5f2a9c71e0b4d8"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_program(name: str) -> str:
+    """Skip (on a developer's machine) or fail (in CI) when an external program a test needs is missing."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not installed; ./scripts/test installs it where it can (as root with apt)"
+    if IN_CI:
+        pytest.fail(f"CI must have {name}: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def media_fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[Any]:
+    from deepva_watch.emulator import Emulator, EmulatorConfig
+
+    emu = Emulator(
+        EmulatorConfig(host="127.0.0.1", port=0, data_dir=tmp_path / "emulator-data", api_key=API_KEY, processing_time=0.3)
+    ).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def write_config(tmp_path: Path, api_url: str, watch_dirs: list[Path], **top: Any) -> Path:
+    """A complete config for a test: every watched folder runs face and object recognition, settles in 0.2 s."""
+    key_file = tmp_path / "api-key"
+    key_file.write_text(API_KEY + "\n")
+    folder_overrides = top.pop("folder", {})
+    data = {
+        "api": {"url": api_url, "key_file": str(key_file), "retries": 3, "read_timeout_seconds": 10},
+        "ledger": str(tmp_path / "ledger.sqlite3"),
+        "poll_interval_seconds": 0.2,
+        "rescan_interval_seconds": 60,
+        "log_level": "debug",
+        "folders": [
+            {
+                "path": str(path),
+                "modules": {"face_recognition": {"model": "celebrities"}, "object_scene_recognition": {}},
+                "settle_seconds": 0.2,
+                **folder_overrides,
+            }
+            for path in watch_dirs
+        ],
+        **top,
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def ledger_rows(ledger: Path) -> list[dict[str, Any]]:
+    if not ledger.exists():
+        return []
+    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute("SELECT * FROM assets ORDER BY id")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class DaemonProcess:
+    """``deepva-watch run`` as a real child process, with its log captured to a file."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProcess:
+        env = {k: v for k, v in os.environ.items() if k != "DEEPVA_API_KEY"}
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deepva_watch", "run", "-c", str(self.config)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def factory(config: Path) -> DaemonProcess:
+        daemon = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log").start()
+        started.append(daemon)
+        return daemon
+
+    yield factory
+    for daemon in started:
+        if daemon.process and daemon.process.poll() is None:
+            daemon.kill()

@@ -1,0 +1,116 @@
+"""The ledger: versions, claims that only one worker wins, transitions that land only from the expected state."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from deepva_watch import ledger as states
+from deepva_watch.ledger import Ledger, TransitionLost
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return Ledger(tmp_path / "ledger.sqlite3")
+
+
+def test_same_version_seen_again_is_known_and_a_changed_file_is_a_new_version(ledger):
+    first = ledger.observe("/w", "a.mxf", 10, 100, now=1.0)
+    assert first.outcome == "new"
+    assert ledger.observe("/w", "a.mxf", 10, 100, now=2.0).outcome == "known"
+    row = ledger.versions("/w", "a.mxf")[0]
+    ledger.transition(row, states.SETTLING, states.PUBLISHED, now=3.0)
+    assert ledger.observe("/w", "a.mxf", 10, 100, now=4.0).outcome == "known"
+    second = ledger.observe("/w", "a.mxf", 20, 200, now=5.0)
+    assert second.outcome == "new" and second.asset_id != first.asset_id
+    assert [v.state for v in ledger.versions("/w", "a.mxf")] == [states.PUBLISHED, states.SETTLING]
+
+
+def test_a_settling_file_that_grows_restarts_its_quiet_period(ledger):
+    ledger.observe("/w", "a.mxf", 10, 100, now=1.0)
+    assert ledger.observe("/w", "a.mxf", 15, 150, now=2.0).outcome == "changed"
+    (row,) = ledger.versions("/w", "a.mxf")
+    assert (row.size, row.mtime_ns, row.stable_since) == (15, 150, 2.0)
+
+
+def test_a_new_version_supersedes_an_older_one_not_yet_submitted(ledger):
+    ledger.observe("/w", "a.mxf", 10, 100, now=1.0)
+    old = ledger.versions("/w", "a.mxf")[0]
+    ledger.transition(old, states.SETTLING, states.ACCEPTED, now=2.0)
+    ledger.observe("/w", "a.mxf", 20, 200, now=3.0)
+    assert [v.state for v in ledger.versions("/w", "a.mxf")] == [states.SUPERSEDED, states.SETTLING]
+
+
+def test_gone_only_touches_versions_not_yet_handed_to_deepva(ledger):
+    ledger.observe("/w", "a.jpg", 1, 1, now=1.0)
+    ledger.observe("/w", "b.jpg", 1, 1, now=1.0)
+    b = ledger.versions("/w", "b.jpg")[0]
+    ledger.transition(b, states.SETTLING, states.SUBMITTED, now=2.0, job_id="j")
+    assert len(ledger.mark_gone("/w", "a.jpg", now=3.0)) == 1
+    assert ledger.mark_gone("/w", "b.jpg", now=3.0) == []
+    assert ledger.versions("/w", "a.jpg")[0].state == states.GONE
+    # the same version coming back (a remount) is revived, not duplicated
+    assert ledger.observe("/w", "a.jpg", 1, 1, now=4.0).outcome == "revived"
+    assert [v.state for v in ledger.versions("/w", "a.jpg")] == [states.SETTLING]
+
+
+def test_claims_are_exclusive_across_threads(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    for index in range(200):
+        asset = ledger.versions("/w", f"f{index}")
+        ledger.observe("/w", f"f{index}", 1, 1, now=0.0)
+        (asset,) = ledger.versions("/w", f"f{index}")
+        ledger.transition(asset, states.SETTLING, states.ACCEPTED, now=0.0)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = Ledger(path)
+        while batch := mine.claim((states.ACCEPTED,), states.UPLOADING, now=1.0, limit=3):
+            with lock:
+                claimed.extend(asset.id for asset in batch)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 200
+
+
+def test_transition_lands_only_from_the_expected_state(ledger):
+    ledger.observe("/w", "a.jpg", 1, 1, now=1.0)
+    (row,) = ledger.versions("/w", "a.jpg")
+    ledger.transition(row, states.SETTLING, states.SETTLED, now=2.0)
+    with pytest.raises(TransitionLost):
+        ledger.transition(row, states.SETTLING, states.SETTLED, now=3.0)
+    with pytest.raises(ValueError):
+        ledger.transition(row, states.SETTLED, states.ACCEPTED, now=3.0, asset_id="forged")
+
+
+def test_recover_returns_working_rows_and_remembers_a_possible_job(ledger):
+    for name, working in (("u", states.UPLOADING), ("s", states.SUBMITTING), ("p", states.PUBLISHING)):
+        ledger.observe("/w", name, 1, 1, now=1.0)
+        (row,) = ledger.versions("/w", name)
+        ledger.transition(row, states.SETTLING, working, now=1.0, job_state="completed" if name == "p" else None)
+    ledger.observe("/w", "f", 1, 1, now=1.0)
+    (failed_job,) = ledger.versions("/w", "f")
+    ledger.transition(failed_job, states.SETTLING, states.PUBLISHING, now=1.0, job_state="failed")
+    assert ledger.recover(now=5.0) == {states.UPLOADING: 1, states.SUBMITTING: 1, states.PUBLISHING: 2}
+    after = {name: ledger.versions("/w", name)[0] for name in "uspf"}
+    assert after["u"].state == states.ACCEPTED
+    assert after["s"].state == states.UPLOADED and after["s"].submit_attempted == 1
+    assert after["p"].state == states.COMPLETED
+    assert after["f"].state == states.JOB_FAILED
+
+
+def test_ledger_survives_reopen_and_passes_integrity_check(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).observe("/w", "a.jpg", 1, 1, now=1.0)
+    reopened = Ledger(path)
+    assert reopened.count_by_state() == {states.SETTLING: 1}
+    assert reopened.integrity_ok()
+    readonly = Ledger(path, readonly=True)
+    assert readonly.count_by_state() == {states.SETTLING: 1}

@@ -1,0 +1,225 @@
+"""Stages under the generic runner, with an injected clock and an in-memory stand-in for the DeepVA client.
+
+These runs are deterministic: no threads, no sleeping; time moves only when the test moves it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from deepva_watch import ledger as states
+from deepva_watch.config import parse_config
+from deepva_watch.deepva import BadRequest, NotAuthenticated, ServerError, TransportError
+from deepva_watch.deepva.models import Job, StorageObject
+from deepva_watch.ledger import Ledger
+from deepva_watch.pipeline import MAX_ATTEMPTS, Services, StageRunner, folder_key
+from deepva_watch.stages import STAGES
+from deepva_watch.stages.discover import reconcile
+from tests.conftest import FIXTURES
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class FakeClient:
+    """Records calls; jobs complete when the test says so. Errors can be queued per method."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.jobs: dict[str, Job] = {}
+        self.errors: dict[str, list[Exception]] = {}
+
+    def _maybe_fail(self, method: str) -> None:
+        self.calls.append(method)
+        queue = self.errors.get(method)
+        if queue:
+            raise queue.pop(0)
+
+    def upload(self, path: Path, *, folder: str, filename: str) -> StorageObject:
+        self._maybe_fail("upload")
+        return StorageObject(id="1", url=f"storage://{filename}", name=filename, file_size=path.stat().st_size,
+                             uploaded=True, upload_failed=False)
+
+    def create_job(self, sources, modules, *, tag):
+        self._maybe_fail("create_job")
+        job = Job(id=f"job-{len(self.jobs) + 1}", tag=tag, state="waiting", progress=0.0, sources=tuple(sources),
+                  modules=modules)
+        self.jobs[job.id] = job
+        return job
+
+    def find_jobs_by_tag(self, tag):
+        self._maybe_fail("find_jobs_by_tag")
+        return [job for job in self.jobs.values() if job.tag == tag]
+
+    def get_job(self, job_id):
+        self._maybe_fail("get_job")
+        return self.jobs[job_id]
+
+    def finish(self, state: str = "completed", errors: tuple[str, ...] = ()) -> None:
+        for job_id, job in self.jobs.items():
+            self.jobs[job_id] = replace(job, state=state, progress=1.0, errors=errors)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = parse_config({
+        "ledger": str(tmp_path / "ledger.sqlite3"),
+        "poll_interval_seconds": 5,
+        "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 10}],
+    })
+    clock, client = FakeClock(), FakeClient()
+    services = Services(config=config, ledger=Ledger(config.ledger), client=client, clock=clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    return watch, services, clock, client, runners
+
+
+def _only(services: Services):
+    (row,) = services.ledger.query()
+    return row
+
+
+def _run(runners, *names: str) -> None:
+    for name in names:
+        runners[name].run_once()
+
+
+def test_a_file_waits_out_its_quiet_period_then_flows_to_submitted(setup):
+    watch, services, clock, client, runners = setup
+    shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    _run(runners, "settle")
+    assert _only(services).state == states.SETTLING, "not settled before settle_seconds"
+    clock.advance(10)
+    _run(runners, "settle", "sniff", "upload", "submit")
+    row = _only(services)
+    assert row.state == states.SUBMITTED and row.mime == "image/jpeg" and row.content_hash.startswith("blake2b")
+    assert client.calls == ["upload", "create_job"]
+    assert row.next_attempt_at == clock.now() + 5
+
+    _run(runners, "track")
+    assert client.calls == ["upload", "create_job"], "a job is not polled before its poll interval"
+    clock.advance(5)
+    _run(runners, "track")
+    assert _only(services).state == states.SUBMITTED and _only(services).job_state == "waiting"
+    client.finish()
+    clock.advance(5)
+    _run(runners, "track")
+    assert _only(services).state == states.COMPLETED
+
+
+def test_a_growing_file_is_not_taken_until_it_stops_changing(setup):
+    watch, services, clock, client, runners = setup
+    path = watch / "growing.mxf"
+    path.write_bytes(b"x" * 10)
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    for size in (20, 30, 40):
+        clock.advance(6)
+        path.write_bytes(b"x" * size)
+        _run(runners, "settle")
+        assert _only(services).state == states.SETTLING
+    clock.advance(10)
+    _run(runners, "settle")
+    row = _only(services)
+    assert row.state == states.SETTLED and row.size == 40
+
+
+def test_lost_create_response_is_reconciled_by_tag_not_by_a_second_job(setup):
+    watch, services, clock, client, runners = setup
+    shutil.copy(FIXTURES / "sample.png", watch / "a.png")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    clock.advance(10)
+    _run(runners, "settle", "sniff", "upload")
+
+    real_create = client.create_job
+
+    def create_then_lose_answer(sources, modules, *, tag):
+        real_create(sources, modules, tag=tag)
+        raise TransportError("POST", "/jobs/", reason="read timed out", maybe_applied=True)
+
+    client.create_job = create_then_lose_answer  # type: ignore[method-assign]
+    _run(runners, "submit")
+    row = _only(services)
+    assert row.state == states.UPLOADED and row.submit_attempted == 1 and len(client.jobs) == 1
+    client.create_job = real_create  # type: ignore[method-assign]
+    clock.advance(3600)
+    _run(runners, "submit")
+    row = _only(services)
+    assert row.state == states.SUBMITTED and row.job_id == "job-1"
+    assert len(client.jobs) == 1 and client.calls[-1] == "find_jobs_by_tag"
+
+
+def test_transient_errors_back_off_then_park_as_failed(setup):
+    watch, services, clock, client, runners = setup
+    shutil.copy(FIXTURES / "sample.png", watch / "a.png")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    clock.advance(10)
+    _run(runners, "settle", "sniff")
+    client.errors["upload"] = [ServerError("POST", "/storage/", status=503, excerpt="down")] * (MAX_ATTEMPTS + 1)
+    delays = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        _run(runners, "upload")
+        row = _only(services)
+        if attempt < MAX_ATTEMPTS:
+            assert row.state == states.ACCEPTED and row.attempts == attempt and "503" in row.last_error
+            delays.append(row.next_attempt_at - clock.now())
+            clock.advance(delays[-1])
+    assert delays == sorted(delays) or delays[-1] > delays[0], "backoff grows"
+    row = _only(services)
+    assert row.state == states.FAILED and row.error_retryable == 1
+
+
+def test_refused_key_and_bad_request_are_treated_differently(setup):
+    watch, services, clock, client, runners = setup
+    shutil.copy(FIXTURES / "sample.png", watch / "a.png")
+    shutil.copy(FIXTURES / "sample.jpg", watch / "b.jpg")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    clock.advance(10)
+    _run(runners, "settle", "sniff")
+    client.errors["upload"] = [NotAuthenticated("POST", "/storage/", status=401, excerpt="")]
+    _run(runners, "upload")
+    refused = next(a for a in services.ledger.query() if a.attempts == 0 and a.state == states.ACCEPTED and a.last_error)
+    assert "refused the API key" in refused.last_error and refused.next_attempt_at == clock.now() + 60
+    client.errors["create_job"] = [BadRequest("POST", "/jobs/", status=400, excerpt="bad modules")]
+    _run(runners, "upload", "submit")
+    failed = [a for a in services.ledger.query() if a.state == states.FAILED]
+    assert len(failed) == 1 and failed[0].error_retryable == 0 and "400" in failed[0].last_error
+
+
+def test_failed_job_records_its_errors(setup):
+    watch, services, clock, client, runners = setup
+    shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    clock.advance(10)
+    _run(runners, "settle", "sniff", "upload", "submit")
+    client.finish("failed", ("model not available",))
+    clock.advance(5)
+    _run(runners, "track")
+    row = _only(services)
+    assert row.state == states.JOB_FAILED and row.errors == ["model not available"]
+
+
+def test_deleted_before_submission_ends_gone_quietly(setup):
+    watch, services, clock, client, runners = setup
+    shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    (watch / "a.jpg").unlink()
+    clock.advance(10)
+    _run(runners, "settle")
+    assert _only(services).state == states.GONE
+    assert client.calls == []
+    assert folder_key(services.config.folders[0]) == _only(services).folder
