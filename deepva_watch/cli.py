@@ -17,6 +17,7 @@ from typing import Sequence
 import structlog
 
 from deepva_watch import __version__, log
+from deepva_watch.commands import add_operator_commands
 from deepva_watch.config import Config, ConfigError, load_config, resolve_api_key
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -36,9 +37,8 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config("run", "Run the daemon until SIGINT or SIGTERM.")
     with_config("check-config", "Validate the config file and find the API key; start nothing.")
-    status = with_config("status", "Counts of files per state and folder, read from the ledger.")
-    status.add_argument("--json", action="store_true", help="print JSON")
     commands.add_parser("emulator", help="Run the DeepVA-compatible emulator (for tests and demos).", add_help=False)
+    add_operator_commands(commands, with_config)
     return parser
 
 
@@ -58,40 +58,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args)
-        if args.command == "status":
-            return _status(args)
-        return _run(args)
+        if args.command == "run":
+            return _run(args)
+        return int(args.handler(args))
     except ConfigError as error:
         print(f"deepva-watch: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from deepva_watch.sources import describe_source
+    from deepva_watch.webhook import load_secret
+
     config = load_config(args.config)
     resolve_api_key(config.api)
+    if config.webhook.listen:
+        load_secret(config.webhook)
     print(f"{args.config}: OK — {len(config.folders)} folder(s), API {config.api.url}, ledger {config.ledger}")
-    for folder in config.folders:
-        print(f"  {folder.path}: modules {', '.join(sorted(folder.modules))}; settle {folder.settle_seconds:g}s")
-    return EXIT_OK
-
-
-def _status(args: argparse.Namespace) -> int:
-    from deepva_watch.ledger import Ledger
-
-    config = load_config(args.config, check_paths=False)
-    if not config.ledger.exists():
-        print(f"no ledger at {config.ledger} yet", file=sys.stderr)
-        return EXIT_FAILURE
-    ledger = Ledger(config.ledger, readonly=True)
-    counts = ledger.count_by_folder_and_state()
-    if args.json:
-        report: dict[str, dict[str, int]] = {}
-        for (folder, state), count in counts.items():
-            report.setdefault(folder, {})[state] = count
-        print(json.dumps({"folders": report}, indent=2))
-    else:
-        for (folder, state), count in sorted(counts.items()):
-            print(f"{folder}\t{state}\t{count}")
+    for index, folder in enumerate(config.folders):
+        print(f"  folders[{index}]: {folder.path}: modules {', '.join(sorted(folder.modules))}; "
+              f"settle {folder.settle_seconds:g}s; watch {folder.watch}")
+        print(f"  folders[{index}]: {describe_source(folder)}")
     return EXIT_OK
 
 
@@ -110,22 +97,29 @@ def _run(args: argparse.Namespace) -> int:
         retry=RetryPolicy(attempts=max(1, config.api.retries)),
         verify=str(config.api.ca_bundle) if config.api.ca_bundle else True,
     )
-    daemon = Daemon(config, client)
+    daemon = Daemon(config, client, config_path=args.config)
     stops = 0
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stops
         stops += 1
         if stops > 1:  # a second signal means "now": the ledger is consistent at every commit, so this is safe
             raise SystemExit(EXIT_FAILURE)
         daemon.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_reload(signum: int, _frame: FrameType | None) -> None:
+        daemon.request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
     logger.info("starting", version=__version__, folders=len(config.folders), api=config.api.url, ledger=str(config.ledger))
     started = time.monotonic()
     try:
         daemon.run()
+    except OSError as error:  # a listen address in use, a folder that vanished at start: say so, no traceback
+        logger.error("cannot_run", error=f"{error.strerror or error} ({error.filename or ''})")
+        return EXIT_FAILURE
     finally:
         client.close()
     logger.info("exiting", uptime_s=round(time.monotonic() - started, 1))

@@ -83,6 +83,12 @@ class SidecarConfig:
 
 
 @dataclass(frozen=True)
+class PathMapRule:
+    local: str = _help("A path prefix as this host sees it, e.g. /mnt/media.")
+    remote: str = _help(r"The same place as the DeepVA server sees it, e.g. /media or \\server\share.")
+
+
+@dataclass(frozen=True)
 class FolderConfig:
     path: Path = _help("The folder to watch. It must exist when the daemon starts.")
     modules: Mapping[str, Mapping[str, Any]] = _help(
@@ -99,6 +105,51 @@ class FolderConfig:
     exclude: tuple[str, ...] = _help("Glob patterns that exclude a file even when it matches 'include'.", default=())
     storage_folder: str = _help("Folder in DeepVA storage that uploads go to.", default="/")
     sidecars: SidecarConfig = _help("Which sidecars to write and where.", default=SidecarConfig())
+    watch: Literal["auto", "events", "poll"] = _help(
+        "How changes are noticed: 'events' (inotify; local disks), 'poll' (scan every poll_interval_seconds; SMB/NFS "
+        "shares, where inotify sees nothing), or 'auto' (poll on network and FUSE file systems, events elsewhere).",
+        default="auto",
+    )
+    poll_interval_seconds: float = _help("Seconds between scans when polling.", default=10.0)
+    rescan_interval_seconds: float = _help(
+        "Seconds between full rescans that reconcile the folder with the ledger in event mode (events are only hints).",
+        default=300.0,
+    )
+    min_size: int = _help("Files smaller than this many bytes are ignored.", default=1)
+    max_size: int | None = _help("Files larger than this many bytes are ignored; null: no limit.", default=None)
+    follow_symlinks: bool = _help("Follow symbolic links to files and folders (loops are detected and skipped).", default=False)
+    anchor_file: str | None = _help(
+        "A file (relative to the folder) that must exist for the folder to count as mounted; without it the folder "
+        "is paused instead of looking empty. Guards against shares that drop.",
+        default=None,
+    )
+    priority: int = _help("Files from folders with a higher priority are uploaded and submitted first.", default=0)
+    source: Literal["upload", "local_path", "url"] = _help(
+        "What DeepVA is given: 'upload' (the file is uploaded to DeepVA storage), 'local_path' (on-prem: the path as "
+        "the DeepVA server sees it, through path_map), or 'url' (url_prefix + the path relative to the folder).",
+        default="upload",
+    )
+    path_map: tuple[PathMapRule, ...] = _help(
+        "For source 'local_path': rules translating this host's paths to the DeepVA server's; the longest matching "
+        "'local' prefix wins.",
+        default=(),
+    )
+    url_prefix: str | None = _help("For source 'url': the public URL of this folder, e.g. https://media.example/in/.", default=None)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    listen: str | None = _help("host:port the webhook receiver listens on, e.g. 0.0.0.0:8787; null: no receiver.", default=None)
+    callback_url: str | None = _help("The URL DeepVA calls, as DeepVA reaches this host, e.g. https://watch.example:8787/hook.", default=None)
+    secret_file: Path | None = _help("File holding the webhook signing secret set in the DeepVA web app.", default=None)
+    signature_header: str = _help("Header carrying the HMAC-SHA512 signature of the body (hex).", default="X-DeepVA-Signature")
+    nonce_header: str = _help("Header carrying the delivery's increasing nonce.", default="X-DeepVA-Nonce")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None = _help("host:port for /metrics (Prometheus) and /healthz, e.g. 127.0.0.1:9187; null: off.", default=None)
+    api_failure_seconds: float = _help("/healthz turns red when every API call has failed for this long.", default=300.0)
 
 
 @dataclass(frozen=True)
@@ -110,11 +161,19 @@ class Config:
         default=Path("/var/lib/deepva-watch/ledger.sqlite3"),
     )
     max_uploads: int = _help("Uploads running at the same time.", default=2)
-    poll_interval_seconds: float = _help("Seconds between status checks of a running DeepVA job.", default=5.0)
-    rescan_interval_seconds: float = _help(
-        "Seconds between full rescans that reconcile each folder with the ledger (file-system events are only hints).",
-        default=300.0,
+    max_upload_mbps: float | None = _help("Cap on upload bandwidth in megabits per second (all uploads together); null: none.", default=None)
+    max_active_jobs: int = _help("DeepVA jobs submitted and not yet finished, at most.", default=20)
+    poll_interval_seconds: float = _help("Seconds between status checks of a running DeepVA job (adapts to progress).", default=5.0)
+    max_requests_per_minute: int = _help("Ceiling on job-status requests per minute.", default=120)
+    retry_failed_jobs: bool = _help(
+        "Submit a file again when DeepVA reports its job failed. Off by default: a failed job usually needs a person "
+        "(see 'deepva-watch retry').",
+        default=False,
     )
+    delete_storage_after_completion: bool = _help("Delete the uploaded copy from DeepVA storage once the results are written.", default=False)
+    delete_job_after_publish: bool = _help("Delete the DeepVA job once its results are written.", default=False)
+    webhook: WebhookConfig = _help("Optional receiver for DeepVA's job callbacks; polling stays on as the guarantee.", default=WebhookConfig())
+    metrics: MetricsConfig = _help("Optional HTTP endpoint with Prometheus metrics and /healthz.", default=MetricsConfig())
     log_level: Literal["debug", "info", "warning", "error"] = _help("Least severe log level written.", default="info")
 
 
@@ -227,9 +286,39 @@ def parse_config(data: Any, *, check_paths: bool = True) -> Config:
         if resolved in seen:
             raise ConfigError(key, f"the same folder as folders[{seen[resolved]}].path")
         seen[resolved] = index
-    if config.max_uploads < 1:
-        raise ConfigError("max_uploads", "expected 1 or more")
+    for name in ("max_uploads", "max_active_jobs", "max_requests_per_minute"):
+        if getattr(config, name) < 1:
+            raise ConfigError(name, "expected 1 or more")
+    for index, folder in enumerate(config.folders):
+        key = f"folders[{index}]"
+        if folder.source == "url" and not folder.url_prefix:
+            raise ConfigError(f"{key}.url_prefix", "required when source is 'url'")
+        if folder.source == "local_path" and not folder.path_map:
+            raise ConfigError(f"{key}.path_map", "required when source is 'local_path' (at least one local → remote rule)")
+        if folder.max_size is not None and folder.max_size < folder.min_size:
+            raise ConfigError(f"{key}.max_size", "expected a value of min_size or more")
+    hook = config.webhook
+    if hook.listen is not None:
+        if not hook.callback_url:
+            raise ConfigError("webhook.callback_url", "required when webhook.listen is set")
+        if hook.secret_file is None:
+            raise ConfigError("webhook.secret_file", "required when webhook.listen is set: deliveries must be verified")
+        _host_port(hook.listen, "webhook.listen")
+    if config.metrics.listen is not None:
+        _host_port(config.metrics.listen, "metrics.listen")
     return config
+
+
+def _host_port(value: str, key_path: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key_path, f"expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def host_port(value: str) -> tuple[str, int]:
+    """Split a validated ``host:port`` setting."""
+    return _host_port(value, "")
 
 
 def load_config(path: Path, *, check_paths: bool = True) -> Config:

@@ -1,7 +1,8 @@
-"""Wiring: the ledger, one observer per folder, periodic rescans, and a runner thread (or several) per stage.
+"""Wiring: the ledger, one FolderWatch per folder, runner threads per stage, and the service around them.
 
-The main thread only waits: for a stop request, or for the next rescan. Signal handlers (in ``cli``) only call
-:meth:`Daemon.request_stop`; the main loop does the stopping, so nothing heavy runs inside a signal handler.
+The main thread only ticks: it lets folder watches do their periodic work, pings systemd's watchdog while every worker
+is alive, reports status, and applies reloads and stops that signal handlers (in ``cli``) merely requested. Nothing
+heavy runs inside a signal handler.
 """
 
 from __future__ import annotations
@@ -9,47 +10,31 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import structlog
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-)
-from watchdog.observers import Observer
 
-from deepva_watch.config import Config, FolderConfig
+from deepva_watch import log as logging_setup
+from deepva_watch.config import ApiConfig, Config, ConfigError, Secret, load_config, resolve_api_key
 from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import Clock, Services, StageRunner, SystemClock, folder_key, run_in_thread
+from deepva_watch.pipeline import Clock, StageRunner, SystemClock, folder_key, make_services, run_in_thread
+from deepva_watch.service.health import Health, ledger_write_problem
+from deepva_watch.service.metrics import Metrics, MetricsServer
+from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, status_text, watchdog_interval
 from deepva_watch.stages import STAGES
-from deepva_watch.stages.discover import FolderEventHandler, reconcile, record_sighting, scan
+from deepva_watch.watch.supervisor import FolderWatch
+from deepva_watch.webhook import WebhookReceiver, ledger_nonce_store, load_secret
 
 log = structlog.get_logger("deepva_watch.daemon")
 
-#: Only the events that can mean "a file arrived, changed for the last time, moved or left". Modify events are left out
-#: on purpose: a large copy raises thousands, and the settle stage re-checks the file itself anyway.
-EVENT_FILTER = [FileCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent]
-
 STOP_DEADLINE_SECONDS = 20.0
-
-
-class _FolderHandler(FolderEventHandler):
-    """Adds one thing to the event handler: a folder created or moved in is scanned, since its files raise no events."""
-
-    def __init__(self, *args: Any, on_directory: Callable[[FolderConfig], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_directory = on_directory
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory and event.event_type in ("created", "moved"):
-            self.on_directory(self.folder)
-            return
-        super().on_any_event(event)
+TICK_SECONDS = 0.5
+STATUS_EVERY_SECONDS = 5.0
+#: A worker whose step has shown no progress for this long is stuck (the longest step, a client call with all its
+#: retries, stays well below it; uploads beat as bytes go out). The watchdog pings stop, and systemd restarts us.
+STUCK_WORKER_SECONDS = 600.0
+REFUSED_STATUSES = (401, 403)
 
 
 @dataclass
@@ -58,16 +43,30 @@ class Daemon:
     client: Any
     clock: Clock = field(default_factory=SystemClock)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    config_path: Path | None = None
+    read_key: Callable[[ApiConfig], Secret] = resolve_api_key
+    notifier: Notifier = field(default_factory=Notifier)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.config.ledger)
-        self.services = Services(config=self.config, ledger=self.ledger, client=self.client, clock=self.clock)
+        self.services = make_services(self.config, self.ledger, self.client, self.clock)
         self.runners: list[StageRunner] = []
         self.threads: list[threading.Thread] = []
-        self.observer: Any = None
-        self._rescan_requested: set[str] = set()
-        self._rescan_lock = threading.Lock()
+        self.watches: dict[str, FolderWatch] = {}
         self.ready = threading.Event()
+        self._reload_requested = threading.Event()
+        self._key_stamp = self._key_file_stamp(self.config.api)
+        self.health = Health(
+            api_failure_seconds=self.config.metrics.api_failure_seconds,
+            folder_statuses=self.folder_statuses,
+            ledger_problem=lambda: ledger_write_problem(self.config.ledger),
+        )
+        self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses)
+        self.services.metrics = self.metrics
+        self.watchdog = Watchdog(self.notifier, watchdog_interval())
+        self.metrics_server: MetricsServer | None = None
+        self.receiver: WebhookReceiver | None = None
+        self.client.on_response = self._heard_from_api
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -80,34 +79,30 @@ class Daemon:
                 runner = StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
                 self.runners.append(runner)
                 self.threads.append(run_in_thread(f"{stage.name}-{index}", runner.run_forever))
-        self.observer = Observer()
         for folder in self.config.folders:
-            handler = _FolderHandler(
-                self.ledger, folder, self.clock.now, lambda: self._wake_stage_for("settling"),
-                on_directory=self.request_rescan,
-            )
-            self.observer.schedule(handler, str(folder.path), recursive=folder.recursive, event_filter=EVENT_FILTER)
-            log.info("watching", folder=folder_key(folder), recursive=folder.recursive,
-                     modules=sorted(folder.modules), settle_seconds=folder.settle_seconds)
-        self.observer.start()
-        for folder in self.config.folders:  # after the observer, so nothing written during the scan is missed
-            self._rescan(folder)
+            self._start_watch(folder)
+        if self.config.metrics.listen:
+            self.metrics_server = MetricsServer.from_listen(self.config.metrics.listen, self.metrics, self.health).start()
+            log.info("metrics_listening", listen=self.config.metrics.listen)
+        self._start_receiver(self.config)
         self.ready.set()
+        self.notifier.ready(status_text(self.ledger.count_by_state()))
 
     def run(self) -> None:
         self.start()
-        next_rescan = time.monotonic() + self.config.rescan_interval_seconds
+        next_status = 0.0
         try:
-            while not self.stop_event.wait(0.5):
-                with self._rescan_lock:
-                    requested, self._rescan_requested = self._rescan_requested, set()
-                for folder in self.config.folders:
-                    if folder_key(folder) in requested:
-                        self._rescan(folder)
-                if time.monotonic() >= next_rescan:
-                    for folder in self.config.folders:
-                        self._rescan(folder)
-                    next_rescan = time.monotonic() + self.config.rescan_interval_seconds
+            while not self.stop_event.wait(TICK_SECONDS):
+                for watch in list(self.watches.values()):
+                    watch.tick()
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self.reload()
+                self._check_key_file()
+                self.watchdog.tick(workers_alive=not self.stuck_workers())
+                if time.monotonic() >= next_status:
+                    self.notifier.status(status_text(self.ledger.count_by_state()))
+                    next_status = time.monotonic() + STATUS_EVERY_SECONDS
         finally:
             self.shutdown()
 
@@ -116,39 +111,149 @@ class Daemon:
         for runner in self.runners:
             runner.wakeup.set()
 
-    def request_rescan(self, folder: FolderConfig) -> None:
-        with self._rescan_lock:
-            self._rescan_requested.add(folder_key(folder))
+    def request_reload(self) -> None:
+        self._reload_requested.set()
 
     def shutdown(self) -> None:
-        """Stop taking work, let steps in flight finish within a deadline, then close the ledger.
+        """Stop taking work, let steps in flight finish within a deadline, then stop the service parts.
 
         A step still running at the deadline (a long upload) is abandoned: its row stays in its working state and the
         next start returns it to the state before, so it is done again rather than lost.
         """
+        self.notifier.stopping("stopping: finishing steps in flight")
         self.request_stop()
-        if self.observer is not None:
-            self.observer.stop()
+        for watch in self.watches.values():
+            watch.stop()
         deadline = time.monotonic() + STOP_DEADLINE_SECONDS
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         still_running = [thread.name for thread in self.threads if thread.is_alive()]
-        if self.observer is not None:
-            self.observer.join(timeout=5)
+        for server in (self.receiver, self.metrics_server):
+            if server is not None:
+                server.stop()
         log.info("stopped", abandoned_steps=still_running)
+        self.notifier.close()
+
+    # -- health of the parts -----------------------------------------------------------------------------------------
+
+    def folder_statuses(self) -> list[Any]:
+        return [watch.status() for watch in list(self.watches.values())]
+
+    def stuck_workers(self) -> list[str]:
+        dead = [thread.name for thread in self.threads if not thread.is_alive()]
+        beats = {thread.name: runner.heartbeat for thread, runner in zip(self.threads, self.runners)}
+        return dead + stale_workers(beats, time.monotonic(), STUCK_WORKER_SECONDS)
+
+    def _heard_from_api(self, method: str, route: str, status: int | None) -> None:
+        self.metrics.api_call(method, route, status)
+        self.health.api_result(status)
+        if status in REFUSED_STATUSES:
+            self.services.api_gate.close(f"DeepVA refused the API key (HTTP {status})")
+
+    # -- reloading -----------------------------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Apply the config file again, whole, or refuse it (with the reason logged) and keep the running one."""
+        self.notifier.reloading()
+        try:
+            applied = self._apply(self._read_new_config())
+        except ConfigError as error:
+            log.error("reload_refused", reason=str(error), note="the previous configuration stays in force")
+            applied = False
+        self.notifier.reloaded(status_text(self.ledger.count_by_state()))
+        return applied
+
+    def _read_new_config(self) -> tuple[Config, Secret]:
+        if self.config_path is None:
+            raise ConfigError("", "no config file to reload from")
+        new = load_config(self.config_path)
+        if new.ledger != self.config.ledger:
+            raise ConfigError("ledger", "the ledger cannot move while the daemon runs; restart to use a new one")
+        if new.api.url != self.config.api.url:
+            raise ConfigError("api.url", "the API URL cannot change while the daemon runs; restart to use a new one")
+        if new.metrics.listen != self.config.metrics.listen:
+            raise ConfigError("metrics.listen", "the metrics address cannot change on reload; restart to use it")
+        key = self.read_key(new.api)
+        if new.webhook.listen:
+            load_secret(new.webhook)  # a broken secret file must refuse the reload, not break the receiver
+        return new, key
+
+    def _apply(self, loaded: tuple[Config, Secret]) -> bool:
+        new, key = loaded
+        old = self.config
+        logging_setup.register_secret(key.reveal())
+        self.client.set_api_key(key.reveal())
+        self.config = self.services.config = new
+        self.ledger.set_folder_priorities({folder_key(folder): folder.priority for folder in new.folders})
+        wanted = {folder_key(folder): folder for folder in new.folders}
+        for key_name in list(self.watches):
+            if key_name not in wanted or wanted[key_name] != self.watches[key_name].folder:
+                self.watches.pop(key_name).stop()
+        for name, folder in wanted.items():
+            if name not in self.watches:
+                self._start_watch(folder)
+        if new.webhook != old.webhook:
+            if self.receiver is not None:
+                self.receiver.stop()
+                self.receiver = None
+            self._start_receiver(new)
+        self._key_stamp = self._key_file_stamp(new.api)
+        self.services.api_gate.open()
+        self._wake_stage_for("settling")
+        log.info("reloaded", folders=sorted(wanted))
+        return True
+
+    def _check_key_file(self) -> None:
+        """A changed key file is read again at once: a refused key is fixed without a restart or a signal."""
+        stamp = self._key_file_stamp(self.config.api)
+        if stamp == self._key_stamp:
+            return
+        self._key_stamp = stamp
+        try:
+            key = self.read_key(self.config.api)
+        except ConfigError as error:
+            log.error("api_key_unreadable", reason=str(error))
+            return
+        logging_setup.register_secret(key.reveal())
+        self.client.set_api_key(key.reveal())
+        log.info("api_key_reloaded")
+        self.services.api_gate.open()
+        for runner in self.runners:
+            runner.wakeup.set()
+
+    @staticmethod
+    def _key_file_stamp(api: ApiConfig) -> tuple[int, int] | None:
+        if api.key_file is None:
+            return None
+        try:
+            info = api.key_file.stat()
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
 
     # -- helpers -----------------------------------------------------------------------------------------------------
 
-    def _rescan(self, folder: FolderConfig) -> None:
-        started = time.monotonic()
-        seen, gone = reconcile(self.ledger, folder, self.clock.now())
-        log.info("scanned", folder=folder_key(folder), files=seen, gone=gone, ms=round((time.monotonic() - started) * 1000))
-        self._wake_stage_for("settling")
+    def _start_watch(self, folder: Any) -> None:
+        watch = FolderWatch(folder, self.ledger, self.clock, lambda: self._wake_stage_for("settling"))
+        watch.start()
+        self.watches[folder_key(folder)] = watch
+
+    def _start_receiver(self, config: Config) -> None:
+        if not config.webhook.listen:
+            return
+        secret = load_secret(config.webhook)
+        logging_setup.register_secret(secret)
+        self.receiver = WebhookReceiver(
+            config.webhook, secret, ledger_nonce_store(self.ledger, self.clock.now), on_job=self._job_moved
+        ).start()
+        log.info("webhook_listening", listen=config.webhook.listen, callback=config.webhook.callback_url)
+
+    def _job_moved(self, job_id: str, state: str) -> None:
+        """A verified webhook: only a hint that makes the job due now; the tracker asks the API as usual."""
+        if self.ledger.poll_now(job_id, self.clock.now()):
+            self._wake_stage_for("submitted")
 
     def _wake_stage_for(self, state: str) -> None:
         for runner in self.runners:
-            if state in runner.stage.takes:
+            if state in runner.stage.takes or state in runner.stage.wakes_on:
                 runner.wakeup.set()
-
-
-__all__ = ["Daemon", "record_sighting", "scan"]

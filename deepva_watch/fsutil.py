@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 DEFAULT_MODE = 0o644
 TEMP_MARKER = ".tmp-"

@@ -88,6 +88,9 @@ class Asset:
     submitted_at: float | None = None
     completed_at: float | None = None
     published_at: float | None = None
+    priority: int = 0
+    job_failures: int = 0
+    upload_attempted: int = 0
 
     @property
     def path(self) -> Path:
@@ -138,6 +141,18 @@ _SCHEMA_STEPS: tuple[str, ...] = (
     CREATE INDEX assets_due ON assets (state, next_attempt_at);
     CREATE INDEX assets_path ON assets (folder, relpath);
     """,
+    # 2: folder priority (claims take higher priority first, then oldest), failed-job count, upload leftovers
+    """
+    ALTER TABLE assets ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE assets ADD COLUMN job_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE assets ADD COLUMN upload_attempted INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX assets_claim ON assets (state, priority DESC, id);
+    """,
+    # 3: small named values that must survive restarts (the last webhook nonce, the API's health)
+    """
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL);
+    CREATE INDEX assets_job ON assets (job_id);
+    """,
 )
 
 
@@ -160,6 +175,8 @@ class Ledger:
         self.path = path
         self._readonly = readonly
         self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._priorities: dict[str, int] = {}
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
@@ -183,15 +200,21 @@ class Ledger:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. IMMEDIATE takes the write lock up front, so a read-then-write never deadlocks."""
+        """One write transaction. IMMEDIATE takes the write lock up front, so a read-then-write never deadlocks.
+
+        Threads of this process queue on a Python lock first: SQLite's own busy handler waits by sleeping in growing
+        steps (up to 100 ms), which under a burst of small transactions from many workers costs far more than the
+        work. Other processes (the operator's CLI) still meet SQLite's lock and its busy timeout.
+        """
         conn = self._db().conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -211,6 +234,44 @@ class Ledger:
                     conn.execute(statement)
                 conn.execute("INSERT INTO migrations (step, applied_at) VALUES (?, datetime('now'))", (step,))
         assert "assets" in db.table_names()
+
+    def get_setting(self, name: str) -> str | None:
+        row = self._db().conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, name: str, value: str, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (name, value, now),
+            )
+
+    def advance_setting(self, name: str, value: int, now: float) -> bool:
+        """Store ``value`` only if it is greater than the stored one, atomically; True if it was (a nonce check)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+            if row is not None and int(row[0]) >= value:
+                return False
+            conn.execute(
+                "INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (name, str(value), now),
+            )
+            return True
+
+    def set_folder_priorities(self, priorities: dict[str, int]) -> None:
+        """Folder priorities from the config: new rows take theirs, and rows still waiting are re-ranked."""
+        self._priorities = dict(priorities)
+        if self._readonly:
+            return
+        with self._write() as conn:
+            for folder, priority in priorities.items():
+                conn.execute(
+                    f"UPDATE assets SET priority = ? WHERE folder = ? AND priority != ? AND state NOT IN "
+                    f"({','.join('?' * len(FINAL_STATES))})",
+                    (priority, folder, priority, *FINAL_STATES),
+                )
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
@@ -248,6 +309,12 @@ class Ledger:
             f"SELECT MIN(next_attempt_at) FROM assets WHERE state IN ({marks})", tuple(states)
         ).fetchone()
         return row[0]
+
+    def count_in(self, states: Sequence[str]) -> int:
+        row = self._db().conn.execute(
+            f"SELECT COUNT(*) FROM assets WHERE state IN ({','.join('?' * len(states))})", tuple(states)
+        ).fetchone()
+        return int(row[0])
 
     def count_by_state(self) -> dict[str, int]:
         rows = self._db().conn.execute("SELECT state, COUNT(*) FROM assets GROUP BY state").fetchall()
@@ -332,21 +399,26 @@ class Ledger:
             asset_id = new_asset_id()
             conn.execute(
                 "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now),
+                "created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now, self._priorities.get(folder, 0)),
             )
             return Observation("new", asset_id)
 
     def claim(self, from_states: Sequence[str], working: str, now: float, limit: int) -> list[Asset]:
         """Move up to ``limit`` due rows into a working state and return them; no other worker can take them then."""
         marks = ",".join("?" * len(from_states))
+        # Idle workers look often; a plain read answers "nothing to do" without queueing for the write lock.
+        if not self._db().conn.execute(
+            f"SELECT 1 FROM assets WHERE state IN ({marks}) AND next_attempt_at <= ? LIMIT 1", (*from_states, now)
+        ).fetchone():
+            return []
         with self._write() as conn:
             rows = conn.execute(
                 f"UPDATE assets SET state = ?, updated_at = ? WHERE id IN (SELECT id FROM assets WHERE state IN "
-                f"({marks}) AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
+                f"({marks}) AND next_attempt_at <= ? ORDER BY priority DESC, id LIMIT ?) RETURNING *",
                 (working, now, *from_states, now, limit),
             ).fetchall()
-        return sorted((self._asset(row) for row in rows), key=lambda asset: asset.id)
+        return sorted((self._asset(row) for row in rows), key=lambda asset: (-asset.priority, asset.id))
 
     def transition(self, asset: Asset, expected: str, to: str, now: float, **changes: Any) -> Asset:
         """Move one row from ``expected`` to ``to`` and set ``changes``, in one statement; raise if the row moved on."""
@@ -377,7 +449,7 @@ class Ledger:
         recovered = {}
         with self._write() as conn:
             for working, before in WORKING_STATES.items():
-                extra = ", submit_attempted = 1" if working == SUBMITTING else ""
+                extra = {SUBMITTING: ", submit_attempted = 1", UPLOADING: ", upload_attempted = 1"}.get(working, "")
                 cursor = conn.execute(
                     f"UPDATE assets SET state = ?, next_attempt_at = ?, updated_at = ?{extra} WHERE state = ?",
                     (before, now, now, working),
@@ -390,6 +462,13 @@ class Ledger:
                 (JOB_FAILED, COMPLETED),
             )
         return recovered
+
+    def poll_now(self, job_id: str, now: float) -> bool:
+        """A webhook said this job moved: make its row due for the tracker at once. True if there was such a row."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE assets SET next_attempt_at = ? WHERE job_id = ? AND state = ?", (now, job_id, SUBMITTED)
+            ).rowcount > 0
 
     def requeue(self, asset: Asset, to: str, now: float) -> Asset:
         """An operator's retry or reprocess: back into the pipeline at ``to``, attempts reset."""
@@ -405,6 +484,19 @@ class Ledger:
         with self._write() as conn:
             return conn.execute("DELETE FROM assets WHERE folder = ? AND relpath = ?", (folder, relpath)).rowcount
 
+    def latest_versions(self, folder: str) -> dict[str, tuple[int, int, str]]:
+        """``relpath -> (size, mtime_ns, state)`` of each path's newest version, in one query.
+
+        A rescan of a big share compares against this in memory and only calls :meth:`observe` for what differs, so
+        100,000 unchanged files cost one query instead of 100,000 transactions.
+        """
+        rows = self._db().conn.execute(
+            "SELECT relpath, size, mtime_ns, state FROM assets WHERE id IN "
+            "(SELECT MAX(id) FROM assets WHERE folder = ? GROUP BY relpath)",
+            (folder,),
+        )
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
     def known_paths(self, folder: str) -> set[str]:
         """Relative paths with a live (not gone) version, for reconciling a rescan with the ledger."""
         rows = self._db().conn.execute(
@@ -412,6 +504,145 @@ class Ledger:
             (folder, *UNSUBMITTED_STATES),
         ).fetchall()
         return {row[0] for row in rows}
+
+    # -- discovery
+
+    def observe_new_paths(
+        self, folder: str, sightings: Sequence[tuple[str, int, int]], now: float
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, int, int]]]:
+        """Record, in one transaction, every sighting ``(relpath, size, mtime_ns)`` of a path the ledger has never seen.
+
+        A burst of 10,000 new files, or the first scan of a big share, then costs a handful of transactions instead of
+        one each. Sightings of paths that already have a row are returned untouched, for :meth:`observe` to decide
+        (it alone knows about versions). Returns ``([(relpath, asset_id) inserted], [sightings left over])``.
+        """
+        inserted: list[tuple[str, str]] = []
+        leftover: list[tuple[str, int, int]] = []
+        unique = list({relpath: (relpath, size, mtime) for relpath, size, mtime in sightings}.values())
+        priority = getattr(self, "_priorities", {}).get(folder, 0)
+        with self._write() as conn:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start:start + 500]
+                known = {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT DISTINCT relpath FROM assets WHERE folder = ? AND relpath IN ({','.join('?' * len(chunk))})",
+                        (folder, *(relpath for relpath, _, _ in chunk)),
+                    )
+                }
+                rows = []
+                for relpath, size, mtime_ns in chunk:
+                    if relpath in known:
+                        leftover.append((relpath, size, mtime_ns))
+                        continue
+                    asset_id = new_asset_id()
+                    inserted.append((relpath, asset_id))
+                    rows.append((asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now, priority))
+                conn.executemany(
+                    "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
+                    "created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        return inserted, leftover
+
+    def mark_gone_many(self, folder: str, relpaths: Sequence[str], now: float) -> list[tuple[str, str]]:
+        """:meth:`mark_gone` for many paths in one transaction; returns ``[(relpath, asset_id)]`` of the rows it ended."""
+        marks = ",".join("?" * len(UNSUBMITTED_STATES))
+        ended: list[tuple[str, str]] = []
+        paths = list(dict.fromkeys(relpaths))
+        with self._write() as conn:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start:start + 500]
+                rows = conn.execute(
+                    f"UPDATE assets SET state = ?, updated_at = ?, last_error = 'the file disappeared' WHERE folder = ? "
+                    f"AND relpath IN ({','.join('?' * len(chunk))}) AND state IN ({marks}) RETURNING relpath, asset_id",
+                    (GONE, now, folder, *chunk, *UNSUBMITTED_STATES),
+                ).fetchall()
+                ended.extend((row[0], row[1]) for row in rows)
+        return ended
+
+    def adopt_mtime(self, row_id: int, mtime_ns: int, now: float) -> bool:
+        """A remount reported a known file with a shifted modification time: keep the row, take the new time.
+
+        Only for a version already identified by its content (see discovery's re-identification); False when another
+        row already holds that exact version.
+        """
+        try:
+            with self._write() as conn:
+                return conn.execute(
+                    "UPDATE assets SET mtime_ns = ?, updated_at = ? WHERE id = ?", (mtime_ns, now, row_id)
+                ).rowcount == 1
+        except sqlite3.IntegrityError:
+            return False
+
+    # -- operator queries
+
+    def latest_version(self, folder: str, relpath: str) -> Asset | None:
+        """The newest version recorded for a path: the one an operator means when naming the file."""
+        row = self._db().conn.execute(
+            "SELECT * FROM assets WHERE folder = ? AND relpath = ? ORDER BY id DESC LIMIT 1", (folder, relpath)
+        ).fetchone()
+        return self._asset(row) if row else None
+
+    def oldest_waiting(self) -> Asset | None:
+        """The longest-known row that has not reached a final state: where a stuck pipeline shows first."""
+        marks = ",".join("?" * len(FINAL_STATES))
+        row = self._db().conn.execute(
+            f"SELECT * FROM assets WHERE state NOT IN ({marks}) ORDER BY created_at, id LIMIT 1", tuple(FINAL_STATES)
+        ).fetchone()
+        return self._asset(row) if row else None
+
+    def recent_errors(self, limit: int = 10) -> list[Asset]:
+        """Rows whose last step failed (failed for good, or being retried), most recently changed first.
+
+        ``gone`` and ``superseded`` rows carry a reason in ``last_error`` too, but those are not errors.
+        """
+        rows = self._db().conn.execute(
+            "SELECT * FROM assets WHERE last_error IS NOT NULL AND state NOT IN (?, ?, ?) "
+            "ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (GONE, SUPERSEDED, PUBLISHED, limit),
+        ).fetchall()
+        return [self._asset(row) for row in rows]
+
+    def created_between(
+        self, *, states: Sequence[str] = (), folder: str | None = None, older_than: float | None = None,
+        newer_than: float | None = None, limit: int = 1000,
+    ) -> list[Asset]:
+        """Rows by when the file was first seen (``created_at``), newest first, for ``assets --older-than``."""
+        clauses, params = [], []
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(states)
+        if folder is not None:
+            clauses.append("folder = ?")
+            params.append(folder)
+        if older_than is not None:
+            clauses.append("created_at <= ?")
+            params.append(older_than)
+        if newer_than is not None:
+            clauses.append("created_at >= ?")
+            params.append(newer_than)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db().conn.execute(
+            f"SELECT * FROM assets {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [self._asset(row) for row in rows]
+
+    def forget_idle(self, folder: str, relpath: str) -> int:
+        """Delete every version of a path unless one is in a working state (a worker holds it); returns rows deleted.
+
+        All or nothing: if any version is being worked on, nothing is deleted and 0 is returned, so that the worker's
+        commit does not land on a half-forgotten path.
+        """
+        marks = ",".join("?" * len(WORKING_STATES))
+        with self._write() as conn:
+            busy = conn.execute(
+                f"SELECT COUNT(*) FROM assets WHERE folder = ? AND relpath = ? AND state IN ({marks})",
+                (folder, relpath, *WORKING_STATES),
+            ).fetchone()[0]
+            if busy:
+                return 0
+            return conn.execute("DELETE FROM assets WHERE folder = ? AND relpath = ?", (folder, relpath)).rowcount
 
 
 def new_asset_id() -> str:

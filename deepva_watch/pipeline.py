@@ -94,9 +94,10 @@ def gone(reason: str = "the file disappeared") -> Advance:
 
 
 class JobCache:
-    """Jobs the tracker just fetched, kept for the publisher so it need not fetch them again.
+    """Jobs fetched in one place and wanted in another (a batch poll for the tracker, the tracker's final answer
+    for the publisher), so that no job is fetched twice.
 
-    Only an optimisation: after a restart the cache is empty and the publisher asks the API.
+    Only an optimisation: after a restart the cache is empty and the consumer asks the API.
     """
 
     def __init__(self) -> None:
@@ -111,6 +112,78 @@ class JobCache:
         with self._lock:
             return self._jobs.pop(asset_id, None)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+
+
+class RateBudget:
+    """At most ``per_minute`` requests in any minute (a token bucket refilled continuously)."""
+
+    def __init__(self, per_minute: int, clock: Clock) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(max(1, per_minute // 6))  # bursts of up to ten seconds' worth
+        self.tokens = self.capacity
+        self.clock = clock
+        self.last = clock.now()
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        """Whether a request could be spent now, without spending it."""
+        with self._lock:
+            now = self.clock.now()
+            return min(self.capacity, self.tokens + (now - self.last) * self.rate) >= 1
+
+    def take(self) -> float:
+        """Spend one request; returns 0, or how many seconds to wait before one is available (nothing spent)."""
+        with self._lock:
+            now = self.clock.now()
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate
+
+
+class ApiGate:
+    """Closed while DeepVA refuses our API key: every stage that talks to the API rests, instead of each file in turn
+    meeting the same 401 and using up its attempts. The daemon opens it again when the key changes or on SIGHUP."""
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._reason is None
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    def close(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                log.error("api_paused", reason=reason, note="fix the key, then change the key file or send SIGHUP")
+            self._reason = reason
+
+    def open(self) -> None:
+        with self._lock:
+            if self._reason is not None:
+                log.warning("api_resumed")
+            self._reason = None
+
+
+_current = threading.local()
+
+
+def beat() -> None:
+    """Tell the watchdog this worker is still making progress (a long upload calls this as bytes go out)."""
+    runner = getattr(_current, "runner", None)
+    if runner is not None:
+        runner.heartbeat = time.monotonic()
+
 
 @dataclass
 class Services:
@@ -121,10 +194,30 @@ class Services:
     client: Any  # deepva_watch.deepva.DeepVAClient; Any keeps this module free of HTTP imports
     clock: Clock
     jobs: JobCache = field(default_factory=JobCache)
+    polled: JobCache = field(default_factory=JobCache)
     rng: random.Random = field(default_factory=random.Random)
+    upload_throttle: Any = None  # one bandwidth cap shared by every upload worker
+    poll_budget: Any = None  # the ceiling on job-status requests per minute
+    api_gate: ApiGate = field(default_factory=ApiGate)
+    metrics: Any = None  # deepva_watch.service.metrics.Metrics, when the daemon runs with metrics
 
     def folder(self, asset: Asset) -> FolderConfig:
-        return folder_by_key(self.config)[asset.folder]
+        folders = self._folders
+        if folders is None or folders[0] is not self.config:  # the config was swapped by a reload
+            folders = self._folders = (self.config, folder_by_key(self.config))
+        return folders[1][asset.folder]
+
+    _folders: tuple[Config, dict[str, FolderConfig]] | None = field(default=None, init=False, repr=False)
+
+
+def make_services(config: Config, ledger: Ledger, client: Any, clock: Clock) -> Services:
+    """Services for a config: folder priorities registered, shared upload and polling limits in place."""
+    from deepva_watch.deepva.upload import Throttle
+
+    ledger.set_folder_priorities({folder_key(folder): folder.priority for folder in config.folders})
+    throttle = Throttle(config.max_upload_mbps * 1e6 / 8) if config.max_upload_mbps else None
+    return Services(config=config, ledger=ledger, client=client, clock=clock, upload_throttle=throttle,
+                    poll_budget=RateBudget(config.max_requests_per_minute, clock))
 
 
 def folder_key(folder: FolderConfig) -> str:
@@ -155,6 +248,14 @@ class Stage:
     workers: Callable[[Config], int] = lambda config: 1
     batch: int = 32
     home: Callable[[Asset], str] | None = None
+    capacity: Callable[[Services], int] | None = None
+    """How many more rows the stage may take now (a quota such as max_active_jobs); None: no limit."""
+    prefetch: Callable[[Services, list[Asset]], None] | None = None
+    """Called with a whole batch before its rows are stepped, so one API call can serve many rows."""
+    wakes_on: tuple[str, ...] = ()
+    """Further states whose arrival may let this stage work (a job finishing frees a slot for the next)."""
+    uses_api: bool = False
+    """Rests while the API gate is closed (the key was refused)."""
 
     def home_of(self, asset: Asset) -> str:
         return self.home(asset) if self.home else self.takes[0]
@@ -178,8 +279,10 @@ class StageRunner:
         self.on_commit = on_commit
         self.wakeup = threading.Event()
         self.heartbeat = time.monotonic()
+        self.at_capacity = False
 
     def run_forever(self) -> None:
+        _current.runner = self
         while not self.stop.is_set():
             self.heartbeat = time.monotonic()
             try:
@@ -193,6 +296,8 @@ class StageRunner:
             self.wakeup.clear()
 
     def _idle_seconds(self) -> float:
+        if self.at_capacity:  # rows are due but the quota is full: only a finishing job can free a slot, and it wakes us
+            return self.IDLE_SECONDS
         due = self.services.ledger.next_due_at(self.stage.takes)
         if due is None:
             return self.IDLE_SECONDS
@@ -202,10 +307,22 @@ class StageRunner:
         """Process the rows due now; returns how many. Tests call this directly for deterministic runs."""
         now = self.services.clock.now()
         ledger = self.services.ledger
+        if self.stage.uses_api and not self.services.api_gate.is_open:
+            self.at_capacity = True
+            return 0
+        room = self.stage.capacity(self.services) if self.stage.capacity else self.stage.batch
+        self.at_capacity = room <= 0
+        if self.at_capacity:
+            return 0
         if self.stage.working:
             assets = ledger.claim(self.stage.takes, self.stage.working, now, 1)
         else:
-            assets = ledger.due(self.stage.takes, now, self.stage.batch)
+            assets = ledger.due(self.stage.takes, now, min(room, self.stage.batch))
+        if assets and self.stage.prefetch:
+            try:
+                self.stage.prefetch(self.services, assets)
+            except Exception as error:  # a prefetch only saves requests; the steps still work without it
+                log.warning("prefetch_failed", stage=self.stage.name, error=repr(error)[:300])
         for asset in assets:
             if self.stop.is_set() and self.stage.working:
                 ledger.transition(asset, asset.state, self.stage.home_of(asset), now)  # hand it back untouched
@@ -215,6 +332,8 @@ class StageRunner:
         return len(assets)
 
     def process(self, asset: Asset) -> Asset | None:
+        if asset.folder not in folder_by_key(self.services.config):  # removed by a reload: park it, lose nothing
+            return self.commit(asset, Wait(self.services.clock.now() + 3600), 0.0)
         bound = structlog.contextvars.bound_contextvars(
             asset_id=asset.asset_id, folder=asset.folder, path=asset.relpath, job_id=asset.job_id
         )

@@ -58,13 +58,13 @@ def write_config(tmp_path: Path, api_url: str, watch_dirs: list[Path], **top: An
         "api": {"url": api_url, "key_file": str(key_file), "retries": 3, "read_timeout_seconds": 10},
         "ledger": str(tmp_path / "ledger.sqlite3"),
         "poll_interval_seconds": 0.2,
-        "rescan_interval_seconds": 60,
         "log_level": "debug",
         "folders": [
             {
                 "path": str(path),
                 "modules": {"face_recognition": {"model": "celebrities"}, "object_scene_recognition": {}},
                 "settle_seconds": 0.2,
+                "rescan_interval_seconds": 60,
                 **folder_overrides,
             }
             for path in watch_dirs

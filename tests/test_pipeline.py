@@ -15,9 +15,9 @@ import pytest
 from deepva_watch import ledger as states
 from deepva_watch.config import parse_config
 from deepva_watch.deepva import BadRequest, NotAuthenticated, ServerError, TransportError
-from deepva_watch.deepva.models import Job, StorageObject
+from deepva_watch.deepva.models import Job, JobPage, StorageObject
 from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import MAX_ATTEMPTS, Services, StageRunner, folder_key
+from deepva_watch.pipeline import MAX_ATTEMPTS, Services, StageRunner, folder_key, make_services
 from deepva_watch.stages import STAGES
 from deepva_watch.stages.discover import reconcile
 from tests.conftest import FIXTURES
@@ -41,6 +41,7 @@ class FakeClient:
         self.calls: list[str] = []
         self.jobs: dict[str, Job] = {}
         self.errors: dict[str, list[Exception]] = {}
+        self.storage: dict[str, StorageObject] = {}
 
     def _maybe_fail(self, method: str) -> None:
         self.calls.append(method)
@@ -48,12 +49,27 @@ class FakeClient:
         if queue:
             raise queue.pop(0)
 
-    def upload(self, path: Path, *, folder: str, filename: str) -> StorageObject:
+    def upload(self, path: Path, *, folder: str, filename: str, throttle=None, on_progress=None) -> StorageObject:
         self._maybe_fail("upload")
-        return StorageObject(id="1", url=f"storage://{filename}", name=filename, file_size=path.stat().st_size,
-                             uploaded=True, upload_failed=False)
+        stored = StorageObject(id=str(len(self.storage) + 1), url=f"storage://{filename}", name=filename,
+                               file_size=path.stat().st_size, uploaded=True, upload_failed=False)
+        self.storage[stored.id] = stored
+        return stored
 
-    def create_job(self, sources, modules, *, tag):
+    def list_storage(self, folder: str):
+        self._maybe_fail("list_storage")
+        return list(self.storage.values())
+
+    def delete_storage(self, storage_id: str) -> None:
+        self._maybe_fail("delete_storage")
+        self.storage.pop(storage_id, None)
+
+    def list_jobs(self, *, offset: int = 0, limit: int = 10, tag=None):
+        self._maybe_fail("list_jobs")
+        jobs = list(self.jobs.values())[offset:offset + limit]
+        return JobPage(total=len(self.jobs), offset=offset, jobs=tuple(jobs), has_next=offset + limit < len(self.jobs))
+
+    def create_job(self, sources, modules, *, tag, webhook=None):
         self._maybe_fail("create_job")
         job = Job(id=f"job-{len(self.jobs) + 1}", tag=tag, state="waiting", progress=0.0, sources=tuple(sources),
                   modules=modules)
@@ -83,7 +99,7 @@ def setup(tmp_path):
         "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 10}],
     })
     clock, client = FakeClock(), FakeClient()
-    services = Services(config=config, ledger=Ledger(config.ledger), client=client, clock=clock)
+    services = make_services(config, Ledger(config.ledger), client, clock)
     runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     return watch, services, clock, client, runners
 
@@ -119,6 +135,9 @@ def test_a_file_waits_out_its_quiet_period_then_flows_to_submitted(setup):
     client.finish()
     clock.advance(5)
     _run(runners, "track")
+    assert _only(services).state == states.SUBMITTED, "a job with no progress is asked about a little less often"
+    clock.advance(1)
+    _run(runners, "track")
     assert _only(services).state == states.COMPLETED
 
 
@@ -147,7 +166,7 @@ def test_lost_create_response_is_reconciled_by_tag_not_by_a_second_job(setup):
 
     real_create = client.create_job
 
-    def create_then_lose_answer(sources, modules, *, tag):
+    def create_then_lose_answer(sources, modules, *, tag, webhook=None):
         real_create(sources, modules, tag=tag)
         raise TransportError("POST", "/jobs/", reason="read timed out", maybe_applied=True)
 
@@ -223,3 +242,160 @@ def test_deleted_before_submission_ends_gone_quietly(setup):
     assert _only(services).state == states.GONE
     assert client.calls == []
     assert folder_key(services.config.folders[0]) == _only(services).folder
+
+
+def _accept(services, clock, watch, runners, names):
+    for name in names:
+        shutil.copy(FIXTURES / "sample.png", watch / name)
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    clock.advance(10)
+    _run(runners, "settle")
+    _run(runners, "sniff")
+
+
+def test_max_active_jobs_holds_and_a_finished_job_frees_a_slot(tmp_path):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = parse_config({
+        "ledger": str(tmp_path / "l.sqlite3"), "max_active_jobs": 3, "max_uploads": 1,
+        "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 1}],
+    })
+    clock, client = FakeClock(), FakeClient()
+    services = make_services(config, Ledger(config.ledger), client, clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    _accept(services, clock, watch, runners, [f"{i}.png" for i in range(8)])
+    for _ in range(10):
+        _run(runners, "upload", "submit")
+    counts = services.ledger.count_by_state()
+    assert counts[states.SUBMITTED] == 3, counts
+    assert counts[states.UPLOADED] == 3 and counts[states.ACCEPTED] == 2, "uploads run ahead by one window, no more"
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track")
+    assert client.calls.count("list_jobs") == 1 and client.calls.count("get_job") == 0, "one list call polls all"
+    for _ in range(10):
+        _run(runners, "upload", "submit")
+    assert services.ledger.count_by_state()[states.SUBMITTED] == 3
+
+
+def test_higher_priority_folder_goes_first_then_oldest(tmp_path):
+    low, high = tmp_path / "low", tmp_path / "high"
+    low.mkdir()
+    high.mkdir()
+    config = parse_config({
+        "ledger": str(tmp_path / "l.sqlite3"),
+        "folders": [
+            {"path": str(low), "modules": {"m": {}}, "settle_seconds": 0},
+            {"path": str(high), "modules": {"m": {}}, "settle_seconds": 0, "priority": 5},
+        ],
+    })
+    clock, client = FakeClock(), FakeClient()
+    services = make_services(config, Ledger(config.ledger), client, clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    for name in ("a.png", "b.png"):
+        shutil.copy(FIXTURES / "sample.png", low / name)
+    reconcile(services.ledger, config.folders[0], clock.now())
+    shutil.copy(FIXTURES / "sample.png", high / "late.png")
+    reconcile(services.ledger, config.folders[1], clock.now())
+    clock.advance(1)
+    _run(runners, "settle", "sniff")
+    order = []
+    for _ in range(3):
+        _run(runners, "upload")
+        order.append(client.storage[str(len(client.storage))].name.split("_", 1)[1])
+    assert order == ["late.png", "a.png", "b.png"]
+
+
+def test_failed_job_is_resubmitted_only_when_configured(tmp_path):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = parse_config({
+        "ledger": str(tmp_path / "l.sqlite3"), "retry_failed_jobs": True,
+        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
+    })
+    clock, client = FakeClock(), FakeClient()
+    services = make_services(config, Ledger(config.ledger), client, clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    _accept(services, clock, watch, runners, ["a.png"])
+    for round_ in range(3):
+        _run(runners, "upload", "submit")
+        client.finish("failed", ("GPU out of memory",))
+        clock.advance(30)
+        _run(runners, "track")
+    row = _only(services)
+    assert row.state == states.JOB_FAILED and row.job_failures == 3 and len(client.jobs) == 3
+
+
+def test_cut_off_upload_leaves_no_duplicate_storage_object(setup):
+    watch, services, clock, client, runners = setup
+    _accept(services, clock, watch, runners, ["a.png"])
+    real_upload = client.upload
+
+    def upload_then_drop(path, **kwargs):
+        real_upload(path, **kwargs)  # the server kept an object from the cut-off attempt
+        raise TransportError("POST", "/storage/", reason="connection lost", maybe_applied=True)
+
+    client.upload = upload_then_drop  # type: ignore[method-assign]
+    _run(runners, "upload")
+    assert _only(services).upload_attempted == 1 and len(client.storage) == 1
+    client.upload = real_upload  # type: ignore[method-assign]
+    clock.advance(3600)
+    _run(runners, "upload")
+    assert _only(services).state == states.UPLOADED
+    assert len(client.storage) == 1, "the leftover was deleted before the new upload"
+
+
+def test_poll_budget_caps_requests_per_minute(tmp_path):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = parse_config({
+        "ledger": str(tmp_path / "l.sqlite3"), "max_requests_per_minute": 6, "poll_interval_seconds": 1,
+        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
+    })
+    clock, client = FakeClock(), FakeClient()
+    services = make_services(config, Ledger(config.ledger), client, clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    _accept(services, clock, watch, runners, ["a.png", "b.png"])
+    _run(runners, "upload", "upload", "submit", "submit")
+    before = len(client.calls)
+    for _ in range(60):  # one simulated minute, looking every second
+        clock.advance(1)
+        _run(runners, "track")
+    polls = len(client.calls) - before
+    assert 6 <= polls <= 6 + 1 + 1, f"{polls} status requests in a minute with a ceiling of 6"
+
+
+def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path, monkeypatch):
+    import importlib
+
+    publish_module = importlib.import_module("deepva_watch.stages.publish")
+
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = parse_config({
+        "ledger": str(tmp_path / "l.sqlite3"), "delete_storage_after_completion": True, "delete_job_after_publish": True,
+        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
+    })
+    clock, client = FakeClock(), FakeClient()
+    client.iter_detailed_results = lambda job_id: iter(())  # type: ignore[attr-defined]
+    client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
+    real_publish = publish_module.publish_results
+
+    def recording_publish(*args, **kwargs):
+        written = real_publish(*args, **kwargs)
+        client.calls.append("sidecars_written")
+        return written
+
+    monkeypatch.setattr(publish_module, "publish_results", recording_publish)
+    services = make_services(config, Ledger(config.ledger), client, clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    _accept(services, clock, watch, runners, ["a.png"])
+    _run(runners, "upload", "submit")
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track", "publish")
+    row = _only(services)
+    assert row.state == states.PUBLISHED
+    assert client.calls[-3:] == ["sidecars_written", "delete_storage", "delete_job"]
+    assert client.storage == {}
+    assert Path(row.json_path).exists() and Path(row.xmp_path).exists()

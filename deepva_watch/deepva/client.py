@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from deepva_watch.deepva.errors import (
     UploadRejected,
     error_for_status,
     make_excerpt,
+    may_have_been_applied,
     redact,
 )
 from deepva_watch.deepva.models import Job, JobPage, Segment, StorageObject
@@ -73,8 +75,12 @@ class DeepVAClient:
         rng: random.Random | None = None,
         verify: bool | str = True,
         user_agent: str = f"deepva-watch/{__version__}",
+        on_response: Callable[[str, str, int | None], None] | None = None,
     ) -> None:
+        """``on_response(method, route, status)`` hears every exchange (status None: no HTTP answer), with the route
+        as a template (``/jobs/{id}/``), for metrics and health; it must not raise."""
         self.base_url = base_url.rstrip("/")
+        self.on_response = on_response
         self._api_key = api_key
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
@@ -91,6 +97,11 @@ class DeepVAClient:
 
     def __repr__(self) -> str:
         return f"DeepVAClient(base_url={redact(self.base_url, self._api_key)!r})"
+
+    def set_api_key(self, api_key: str) -> None:
+        """Use a new key from the next request on (the operator rotated it; no restart needed)."""
+        self._api_key = api_key
+        self._headers = {**self._headers, "Authorization": f"Key {api_key}"}
 
     def __enter__(self) -> DeepVAClient:
         return self
@@ -117,8 +128,9 @@ class DeepVAClient:
 
         This MAY create the job on the server even when it raises (e.g. a timeout after the server accepted the body):
         callers reconcile by searching for their tag (:meth:`find_jobs_by_tag`) before trying again. A
-        :class:`TransportError` with ``maybe_applied`` set is exactly that case and is never retried here; 5xx, 429
-        and failures to connect (nothing sent) are.
+        :class:`TransportError` with ``maybe_applied`` set is exactly that case and is never retried here, and neither
+        is a 500/502/504 (a proxy may send one after the server accepted the job); 429, 503 and failures to connect
+        (nothing sent) are.
         """
         payload: dict[str, Any] = {"sources": list(sources), "modules": dict(modules), "tag": tag}
         if webhook is not None:
@@ -197,16 +209,22 @@ class DeepVAClient:
         filename: str | None = None,
         on_progress: Callable[[int], None] | None = None,
         max_bytes_per_second: float | None = None,
+        throttle: Throttle | None = None,
     ) -> StorageObject:
         """Upload one file to DeepVA storage; the returned object's ``url`` is a job source.
 
         Streams the file from disk as multipart/form-data (fields ``folder``, ``file``); never reads it into memory.
         The file is opened once; a retry after a transport error sends it again from the start. ``on_progress`` gets
         the number of file bytes sent so far in the current attempt. Raises :class:`SourceChanged` if the file changes
-        size meanwhile, and :class:`UploadRejected` if the returned object has ``upload_failed`` set.
+        size meanwhile, and :class:`UploadRejected` if the returned object has ``upload_failed`` set. ``throttle``
+        shares one bandwidth cap between concurrent uploads.
+
+        An upload cut off after bytes went out is not re-sent here: the server may keep a partial object, so the
+        caller cleans up (:meth:`list_storage`, :meth:`delete_storage`) before trying again.
         """
         call_path = "/storage/"
-        throttle = Throttle(max_bytes_per_second, sleep=self._sleep) if max_bytes_per_second else None
+        if throttle is None and max_bytes_per_second:
+            throttle = Throttle(max_bytes_per_second, sleep=self._sleep)
         with open(path, "rb", buffering=0) as handle:
             body = MultipartFileBody(
                 handle,
@@ -217,7 +235,7 @@ class DeepVAClient:
                 on_progress=on_progress,
                 url=call_path,
             )
-            call = _Call("POST", call_path, body=body)
+            call = _Call("POST", call_path, body=body, resend_after_send=False)
             response = self._send(call)
         stored = self._parse(call, response, StorageObject.from_api)
         if stored.upload_failed:
@@ -226,6 +244,18 @@ class DeepVAClient:
                 excerpt=make_excerpt(f"storage object {stored.id} is marked upload_failed", self._api_key),
             )
         return stored
+
+    def list_storage(self, folder: str = "/") -> list[StorageObject]:
+        """Every object in a storage folder, across all pages."""
+        found: list[StorageObject] = []
+        offset = 0
+        while True:
+            call = _Call("GET", "/storage/", params={"folder": folder, "offset": offset, "limit": TAG_PAGE_SIZE})
+            envelope = self._envelope(call, self._send(call))
+            found.extend(self._parse_value(call, item, StorageObject.from_api) for item in envelope.items)
+            offset += len(envelope.items)
+            if not envelope.items or envelope.has_next is False or (envelope.total is not None and offset >= envelope.total):
+                return found
 
     def get_storage(self, storage_id: str) -> StorageObject:
         call = _Call("GET", f"/storage/{_segment(storage_id)}/")
@@ -253,7 +283,7 @@ class DeepVAClient:
                 return response
             if not error.retryable or attempt == attempts:
                 raise error
-            if isinstance(error, TransportError) and error.maybe_applied and not call.resend_after_send:
+            if not call.resend_after_send and may_have_been_applied(error):
                 raise error
             delay = self._retry.delay(attempt - 1, self._rng, error.retry_after)
             log.warning(
@@ -285,7 +315,9 @@ class DeepVAClient:
         except requests.RequestException as exc:
             transport_error = _transport_error(call, exc)
         if transport_error is not None:
+            self._heard(call, None)
             return None, transport_error
+        self._heard(call, response.status_code)
         if 200 <= response.status_code < 300:
             return response, None
         retry_after = None
@@ -296,6 +328,13 @@ class DeepVAClient:
             retry_after=retry_after,
         )
         return None, error
+
+    def _heard(self, call: _Call, status: int | None) -> None:
+        if self.on_response is not None:
+            try:
+                self.on_response(call.method, _route(call.path), status)
+            except Exception:  # an observer must never break a call
+                log.warning("api_observer_failed")
 
     def _request_headers(self, call: _Call) -> dict[str, str]:
         if call.body is None:
@@ -366,6 +405,14 @@ def _optional_int(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+_ID_SEGMENT = re.compile(r"^/(jobs|storage)/[^/]+/")
+
+
+def _route(path: str) -> str:
+    """``/jobs/6b51…/detailed-results/`` → ``/jobs/{id}/detailed-results/``: bounded labels for metrics."""
+    return _ID_SEGMENT.sub(lambda match: f"/{match.group(1)}/{{id}}/", path)
 
 
 def _segment(identifier: str) -> str:

@@ -194,3 +194,14 @@ def error_for_status(
         # A status we did not expect at all (1xx leaking through, 3xx we could not follow): treat as malformed.
         cls = MalformedResponse
     return cls(method, url, status=status, excerpt=excerpt, retry_after=retry_after)
+
+
+def may_have_been_applied(error: DeepVAError) -> bool:
+    """Could the server have acted on a request that ended in ``error``?
+
+    A lost answer could have; so could a 500, 502 or 504, which a proxy may send after the server behind it accepted
+    the request. 429 and 503 are the server's own "not now", and a 4xx is a refusal.
+    """
+    if isinstance(error, TransportError):
+        return error.maybe_applied
+    return error.status is not None and error.status >= 500 and error.status != 503

@@ -17,6 +17,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -52,14 +53,18 @@ class Throttle:
         self._sleep = sleep
         self._tokens = 0.0
         self._last = clock()
+        self._lock = threading.Lock()
 
     def consume(self, amount: int) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        self._tokens -= amount
-        if self._tokens < 0:
-            self._sleep(-self._tokens / self.rate)
+        """Take ``amount`` bytes' worth; safe to share between threads, which then split the rate between them."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= amount
+            debt = -self._tokens
+        if debt > 0:
+            self._sleep(debt / self.rate)
 
     def chunk_size(self, preferred: int) -> int:
         """A chunk small enough to keep the rate smooth: about an eighth of a second's worth."""

@@ -12,8 +12,24 @@ What it does:
 * Jobs move ``waiting`` → ``processing`` → ``completed`` as a function of an injectable clock; results are synthetic,
   shaped like DeepVA's and deterministic per file content (see :mod:`.results`).
 * It identifies itself: every response carries ``Server: deepva-emulator/0.1``.
-* ``GET /_emulator/stats`` (no key; exists only on the emulator) reports request counts per route, jobs created,
-  uploads, peak concurrency and bytes uploaded, for tests and benchmarks.
+* On-prem mode (``onprem_roots`` / ``--onprem-root``): local-path sources under configured server-view prefixes are
+  read from mapped local directories (:mod:`.onprem`); without it local paths get 400 as on DeepVA Cloud.
+* ``http(s)`` sources on loopback are fetched and analysed; other URLs are accepted but never fetched (:mod:`.fetch`).
+* Signed webhooks (``webhook_secret`` / ``--webhook-secret-file``) on start, completion and failure (:mod:`.webhooks`).
+* Fault injection, deterministic under a seed (:mod:`.faults`).
+
+Control endpoints (no key; they exist only on the emulator and are never subject to faults):
+
+* ``GET /_emulator/stats`` — request counts per route, jobs created, ``jobs_by_state``, ``completed_jobs_by_tag``
+  (deleted jobs included, to spot duplicates), uploads, peak concurrency, bytes uploaded, ``faults_injected`` by kind,
+  ``webhooks_delivered`` / ``webhooks_failed`` / ``webhooks_skipped``.
+* ``GET /_emulator/faults`` — the current fault plan as JSON (all fields, see :mod:`.faults`).
+* ``POST /_emulator/faults`` — merge the posted fields into the plan and restart the dice from its ``seed``; answers
+  with the whole plan. 400 with ``errors`` for unknown fields or bad values.
+* ``DELETE /_emulator/faults`` — no faults from now on (ends an outage).
+* ``POST /_emulator/rotate-key`` with ``{"api_key": "new"}`` — the old key gets 401 from then on.
+
+The same from Python: ``emulator.set_faults(...)``, ``emulator.clear_faults()``, ``emulator.rotate_key(...)``.
 
 From Python::
 

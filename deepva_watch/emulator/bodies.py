@@ -7,26 +7,45 @@ all the multipart parser and the JSON reader need.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 
 class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
+class LineReadable(Protocol):
+    """What the socket's buffered reader offers; chunk framing needs ``readline``."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
 class BodyError(ValueError):
-    """The request body is not framed the way its headers say; the connection cannot be reused."""
+    """The request body is not framed the way its headers say, or the client went away while sending it.
+
+    Either way the connection cannot be reused. Socket errors are turned into this on purpose, so that a client hanging
+    up mid-upload is told apart from a real failure of the emulator (such as a full disk).
+    """
+
+
+def _read(stream: LineReadable, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except OSError as problem:
+        raise BodyError(f"connection lost while reading the body: {problem}") from None
 
 
 class LengthLimitedBody:
-    def __init__(self, stream: BinaryIO, length: int) -> None:
+    def __init__(self, stream: LineReadable, length: int) -> None:
         self._stream = stream
         self._remaining = length
 
     def read(self, size: int, /) -> bytes:
         if self._remaining <= 0:
             return b""
-        data = self._stream.read(min(size, self._remaining))
+        data = _read(self._stream, min(size, self._remaining))
         if not data:
             raise BodyError("connection closed before the announced Content-Length was received")
         self._remaining -= len(data)
@@ -38,11 +57,14 @@ class LengthLimitedBody:
 
 
 class ChunkedBody:
-    """Decodes ``Transfer-Encoding: chunked``. A read gathers several chunks, so small client chunks still give big reads."""
+    """Decodes ``Transfer-Encoding: chunked``.
+
+    A read gathers several chunks, so small client chunks still give the parser big reads.
+    """
 
     _MAX_LINE = 4096
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: LineReadable) -> None:
         self._stream = stream
         self._chunk_left = 0
         self._done = False
@@ -54,7 +76,7 @@ class ChunkedBody:
             if self._chunk_left == 0:
                 self._start_chunk()
                 continue
-            data = self._stream.read(min(wanted, self._chunk_left))
+            data = _read(self._stream, min(wanted, self._chunk_left))
             if not data:
                 raise BodyError("connection closed inside a chunk")
             pieces.append(data)
@@ -84,11 +106,14 @@ class ChunkedBody:
         self._chunk_left = size
 
     def _expect_crlf(self) -> None:
-        if self._stream.read(2) != b"\r\n":
+        if _read(self._stream, 2) != b"\r\n":
             raise BodyError("chunk data not followed by CRLF")
 
     def _line(self) -> bytes:
-        line = self._stream.readline(self._MAX_LINE + 1)
+        try:
+            line = self._stream.readline(self._MAX_LINE + 1)
+        except OSError as problem:
+            raise BodyError(f"connection lost while reading the body: {problem}") from None
         if not line.endswith(b"\n") or len(line) > self._MAX_LINE:
             raise BodyError("chunk framing line missing or too long")
         return line.rstrip(b"\r\n")

@@ -1,18 +1,35 @@
 """How one emulator instance is set up.
 
 The configuration is a frozen value so that a running emulator can be described completely by the object it was started
-with. The few things tests need to change while it runs (the processing time) live on :class:`~.service.Emulator` instead.
+with. The few things tests need to change while it runs (the processing time, faults, the API key) live on
+:class:`~.service.Emulator` instead.
+
+Features beyond a plain cloud install each have their own fields, and their defaults leave them off:
+
+* on-prem local paths: ``onprem_roots`` maps server-view prefixes to local directories (see :mod:`.onprem`);
+* fetching loopback URL sources: ``fetch_max_bytes``, ``fetch_timeout`` (see :mod:`.fetch`);
+* signed webhooks: ``webhook_secret`` (deliveries happen only when it is set), the two header names, the ticker
+  ``webhook_interval`` and the delivery ``webhook_timeout`` (see :mod:`.webhooks`);
+* fault injection: ``faults``, a :class:`~.faults.FaultPlan` or the same as a JSON-like mapping.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
+
+from .faults import FaultPlan
+from .onprem import OnPremRoots
 
 Clock = Callable[[], float]
 """Seconds since the Unix epoch, like :func:`time.time`. Injected so that tests can step job lifecycles by hand."""
+
+DEFAULT_SIGNATURE_HEADER = "X-DeepVA-Signature"
+DEFAULT_NONCE_HEADER = "X-DeepVA-Nonce"
+"""DeepVA does not publish its webhook header names; these are the emulator's defaults, and both are configurable."""
 
 DEFAULT_API_KEY = "emulator-key"
 """A fixed, documented key for demos; it protects nothing and only exists so that clients exercise their auth header."""
@@ -38,6 +55,15 @@ class EmulatorConfig:
     queue_time: float = 0.0
     clock: Clock = time.time
     read_size: int = 1 << 20
+    onprem_roots: Mapping[str, Path] = field(default_factory=dict)
+    fetch_max_bytes: int = 1 << 30
+    fetch_timeout: float = 10.0
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_signature_header: str = DEFAULT_SIGNATURE_HEADER
+    webhook_nonce_header: str = DEFAULT_NONCE_HEADER
+    webhook_interval: float = 0.05
+    webhook_timeout: float = 5.0
+    faults: FaultPlan | Mapping[str, Any] = field(default_factory=FaultPlan)
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -48,3 +74,20 @@ class EmulatorConfig:
             raise ValueError("port must be between 0 and 65535")
         if self.read_size < 1:
             raise ValueError("read_size must be positive")
+        OnPremRoots(self.onprem_roots)  # raises on a prefix that is not an absolute path
+        if not isinstance(self.faults, FaultPlan):
+            object.__setattr__(self, "faults", FaultPlan.from_json(self.faults))
+        if self.webhook_secret is not None and not self.webhook_secret:
+            raise ValueError("webhook_secret must not be empty")
+        if not self.webhook_signature_header.strip() or not self.webhook_nonce_header.strip():
+            raise ValueError("webhook header names must not be empty")
+        if self.webhook_interval <= 0 or self.webhook_timeout <= 0 or self.fetch_timeout <= 0:
+            raise ValueError("webhook_interval, webhook_timeout and fetch_timeout must be positive")
+        if self.fetch_max_bytes < 1:
+            raise ValueError("fetch_max_bytes must be positive")
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        """``faults`` as a plan; ``__post_init__`` has already turned a mapping into one."""
+        assert isinstance(self.faults, FaultPlan)
+        return self.faults

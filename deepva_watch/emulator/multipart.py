@@ -10,7 +10,7 @@ Usage::
 
     for part in MultipartReader(body, boundary):
         if part.name == "file":
-            for chunk in part.chunks():  # memoryviews, valid until the next chunk is requested
+            for chunk in part.chunks():  # read-only memoryviews; the parser never reuses their buffers
                 sink.write(chunk)
 
 A part that is not consumed is skipped when the next one is requested.
@@ -18,8 +18,9 @@ A part that is not consumed is skipped when the next one is requested.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from urllib.parse import unquote
 
 from .bodies import Readable
 
@@ -49,17 +50,20 @@ def boundary_from_content_type(content_type: str) -> bytes:
 def parse_header_value(value: str) -> tuple[str, dict[str, str]]:
     """``form-data; name="file"; filename="a;b.jpg"`` → ("form-data", {"name": "file", "filename": "a;b.jpg"}).
 
-    Quoted strings may contain ``;`` and backslash escapes. ``filename*=UTF-8''...`` (RFC 5987) wins over ``filename``.
+    Quoted strings may contain ``;``. A backslash escapes only ``"`` and another backslash, as Django reads it: browsers
+    and urllib3 send Windows paths like ``C:\\Users\\clip.mp4`` with single, unescaped backslashes.
+    ``filename*=UTF-8''...`` (RFC 5987) wins over ``filename``.
     """
     pieces: list[str] = []
     current: list[str] = []
-    quoted = escaped = False
-    for char in value:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
+    quoted = False
+    index = 0
+    while index < len(value):
+        char = value[index]
+        index += 1
+        if quoted and char == "\\" and index < len(value) and value[index] in '"\\':
+            current.append(value[index])
+            index += 1
         elif char == '"':
             quoted = not quoted
         elif char == ";" and not quoted:
@@ -76,14 +80,12 @@ def parse_header_value(value: str) -> tuple[str, dict[str, str]]:
     for key in [k for k in params if k.endswith("*")]:
         charset, _, rest = params.pop(key).partition("'")
         _, _, encoded = rest.partition("'")
-        from urllib.parse import unquote
-
         params[key[:-1]] = unquote(encoded, encoding=charset or "utf-8", errors="replace")
     return pieces[0].strip(), params
 
 
 class Part:
-    def __init__(self, reader: "MultipartReader", headers: PartHeaders) -> None:
+    def __init__(self, reader: MultipartReader, headers: PartHeaders) -> None:
         self._reader = reader
         self.headers = headers
         self._finished = False

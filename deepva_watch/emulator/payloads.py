@@ -6,8 +6,14 @@ does, so a client developer sees every mistake in one round trip.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+WEBHOOK_EVENT = re.compile(r"^job\.[A-Za-z0-9_]+\.on_(started|completed|failed|detailed_result)$")
+"""The documented events: ``job.<module>.on_completed | on_started | on_failed | on_detailed_result``."""
 
 
 class InvalidRequest(ValueError):
@@ -48,8 +54,28 @@ def parse_job_request(body: Any) -> JobRequest:
     if not isinstance(tag, str):
         errors.append("tag: must be a string")
     webhook = body.get("webhook")
-    if webhook is not None and not isinstance(webhook, dict):
-        errors.append("webhook: must be an object")
+    if webhook is not None:
+        errors.extend(_webhook_problems(webhook))
     if errors:
         raise InvalidRequest(errors)
+    assert isinstance(sources, list) and isinstance(modules, dict)  # established above; this informs the type checker
     return JobRequest(sources=tuple(sources), modules=modules, tag=tag, webhook=webhook)
+
+
+def _webhook_problems(webhook: Any) -> list[str]:
+    """``{"events": ["job.<module>.on_completed", …], "callback": "https://…"}``, checked as a real server would."""
+    if not isinstance(webhook, dict):
+        return ["webhook: must be an object"]
+    problems: list[str] = []
+    callback = webhook.get("callback")
+    parts = urlsplit(callback) if isinstance(callback, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append("webhook.callback: an http:// or https:// URL is required")
+    events = webhook.get("events")
+    if not isinstance(events, list) or not events:
+        problems.append("webhook.events: a non-empty list of events is required")
+    else:
+        for event in events:
+            if not isinstance(event, str) or not WEBHOOK_EVENT.match(event):
+                problems.append(f"webhook.events: unknown event {event!r} (expected job.<module>.on_completed etc.)")
+    return problems

@@ -6,8 +6,9 @@ function where the emulator has to choose.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from .state import EmulatorState, JobRecord, StoredObject
@@ -17,7 +18,7 @@ def timestamp(epoch_seconds: float | None) -> str | None:
     """``"2019-08-12 08:14:28.430144"``: UTC, space separated, no zone, as in the seed."""
     if epoch_seconds is None:
         return None
-    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def job_json(state: EmulatorState, job: JobRecord, origin: str, *, as_created: bool = False) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def job_json(state: EmulatorState, job: JobRecord, origin: str, *, as_created: b
         "sources": list(job.sources),
         "modules": job.modules,
         "result": {"detailed_link": f"{origin}/api/v1/jobs/{job.id}/detailed-results", "summary": summary},
-        "errors": [],
+        "errors": list(job.errors) if phase.state == "failed" else [],
         "media_type": job.media_type,
         "ttl": None,
     }
@@ -53,9 +54,9 @@ def storage_json(stored: StoredObject) -> dict[str, Any]:
         "file_size": stored.size,
         "name": stored.name,
         "is_folder": False,
-        "uploaded": True,
+        "uploaded": not stored.upload_failed,
         "is_image": stored.media_type == "image",
-        "upload_failed": False,
+        "upload_failed": stored.upload_failed,
     }
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .sources import ResolvedSource
 
@@ -34,7 +35,14 @@ PERSONS = (
     "Renée Dubois",
 )
 OBJECTS = ("microphone", "camera", "podium", "car", "flag", "laptop", "chair", "crowd", "building", "tree")
-LANDMARKS = ("Brandenburg Gate", "Eiffel Tower", "Tower Bridge", "Colosseum", "Sydney Opera House", "Golden Gate Bridge")
+LANDMARKS = (
+    "Brandenburg Gate",
+    "Eiffel Tower",
+    "Tower Bridge",
+    "Colosseum",
+    "Sydney Opera House",
+    "Golden Gate Bridge",
+)
 TEXTS = ("BREAKING NEWS", "LIVE", "Main Street", "Exit", "Welcome", "Press Conference", "Straße gesperrt")
 LOWER_THIRDS = (
     "Jane Doe, Correspondent",
@@ -75,9 +83,7 @@ def synthesize(sources: Sequence[ResolvedSource], modules: Mapping[str, Any]) ->
                 source_segments.extend(_segments_for_label(rng, resolved, module, item_type, label))
         source_segments.sort(key=lambda segment: (segment["time_start"], segment["frame_start"]))
         segments.extend(source_segments)
-        summary.append(
-            {"source": resolved.source, "media_type": resolved.facts.media_type, "info": {}, "items": items}
-        )
+        summary.append({"source": resolved.source, "media_type": resolved.facts.media_type, "info": {}, "items": items})
     return JobResults(summary=summary, segments=segments)
 
 
@@ -183,7 +189,7 @@ def _segment(
 
 
 def timecode(frame: int, frame_rate: float) -> str:
-    """SMPTE ``HH:MM:SS:FF``, non-drop-frame at the nominal rate (29.97 counts as 30, as broadcast NDF timecode does)."""
+    """SMPTE ``HH:MM:SS:FF``, non-drop-frame at the nominal rate (29.97 counts as 30, as NDF timecode does)."""
     nominal = max(1, round(frame_rate))
     seconds, frames = divmod(frame, nominal)
     minutes, seconds = divmod(seconds, 60)

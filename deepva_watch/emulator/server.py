@@ -2,8 +2,13 @@
 
 One thread per connection is plenty for loopback tests and benchmarks, and keeps uploads simple blocking loops that run
 at disk speed. Each request is counted under its route template (``"GET /api/v1/jobs/{id}/"``) so that tests can
-assert exactly which calls a client made. Requests to ``/_emulator/...`` exist only on the emulator, need no key and
-are not counted.
+assert exactly which calls a client made. Requests to ``/_emulator/...`` exist only on the emulator, need no key, are
+not counted and are never subject to injected faults.
+
+Faults (see :mod:`.faults`) are applied around the handler in :meth:`EmulatorRequestHandler._dispatch`: an outage,
+latency, a reset, a proxy error or a 429 replace the handler; ``error_after``, ``hang``, ``truncate`` and ``malformed``
+let the handler run (so a job or upload really is created) and then spoil the answer, as a proxy timing out in front
+of a working backend would.
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import json
 import logging
 import re
 import socket
+import struct
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from . import render
 from .bodies import BodyError, ChunkedBody, EmptyBody, LengthLimitedBody, Readable
+from .faults import FaultPlan, RequestFault, proxy_error_page
 from .multipart import MultipartError, MultipartReader, Part, boundary_from_content_type
 from .payloads import InvalidRequest, parse_job_request
 from .probe import SNIFF_BYTES, media_type_of
@@ -40,9 +49,26 @@ _BYTES_REPORT_INTERVAL = 64 << 20
 
 @dataclass(frozen=True)
 class Response:
+    """``raw`` replaces the JSON rendering of ``body`` (proxy pages, spoiled JSON); ``after`` runs once it is sent."""
+
     status: int
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json"
+    after: Callable[[], None] | None = None
+
+
+class Controls(Protocol):
+    """What the ``/_emulator/*`` endpoints may change on the running emulator (implemented by the service)."""
+
+    def update_faults(self, changes: Mapping[str, Any] | None) -> FaultPlan:
+        """Merges ``changes`` into the plan (None clears it); raises ValueError with a message safe to return."""
+
+    def apply_outage(self) -> None:
+        """Opens or closes the listening socket to match the plan's ``down`` / ``down_mode``."""
+
+    def rotate_key(self, key: str) -> None: ...
 
 
 def error(status: int, detail: str, errors: list[str] | None = None) -> Response:
@@ -59,11 +85,12 @@ class Request:
     path: str
     query: dict[str, str]
     params: dict[str, str]
-    headers: Mapping[str, str]
+    headers: Message
     body: Readable
     origin: str
     state: EmulatorState
     read_size: int
+    controls: Controls
 
 
 Handler = Callable[[Request], Response]
@@ -78,7 +105,7 @@ class Route:
 
 
 def _route(template: str, methods: Mapping[str, Handler], *, authenticated: bool = True) -> Route:
-    """Turns ``/api/v1/jobs/{id}/`` into a regex in which the trailing slash is optional, as the brief of the API asks."""
+    """Turns ``/api/v1/jobs/{id}/`` into a regex; the trailing slash is optional because clients write both."""
     regex = re.escape(template.rstrip("/")).replace(r"\{id\}", r"(?P<id>[^/]+)")
     return Route(template, re.compile(f"^{regex}/?$"), methods, authenticated)
 
@@ -102,7 +129,9 @@ def list_jobs(request: Request) -> Response:
     offset, limit = _pagination(request, 10)
     jobs = request.state.jobs_newest_first(request.query.get("tag"))
     links = render.page_url_builder(request.origin, request.path, request.query)
-    return Response(200, render.page(jobs, offset, limit, links, lambda job: render.job_json(request.state, job, request.origin)))
+    return Response(
+        200, render.page(jobs, offset, limit, links, lambda job: render.job_json(request.state, job, request.origin))
+    )
 
 
 def create_job(request: Request) -> Response:
@@ -236,6 +265,40 @@ def emulator_stats(request: Request) -> Response:
     return Response(200, request.state.stats())
 
 
+def read_faults(request: Request) -> Response:
+    return Response(200, request.state.faults.plan.to_json())
+
+
+def change_faults(request: Request) -> Response:
+    """Merges the posted fields into the current plan; an outage that closes the socket starts after this answer."""
+    changes = _read_json(request)
+    if not isinstance(changes, dict):
+        raise InvalidRequest(["faults: expected a JSON object"])
+    merged = {**request.state.faults.plan.to_json(), **changes}
+    if merged["down"] and merged["down_mode"] == "refuse" and not merged["down_for"]:
+        raise InvalidRequest(["down_for: required with down_mode 'refuse', or nothing could switch the emulator back on"])
+    try:
+        plan = request.controls.update_faults(changes)
+    except ValueError as problem:
+        raise InvalidRequest([str(problem)]) from None
+    return Response(200, plan.to_json(), {"Connection": "close"}, after=request.controls.apply_outage)
+
+
+def clear_faults(request: Request) -> Response:
+    plan = request.controls.update_faults(None)
+    return Response(200, plan.to_json(), after=request.controls.apply_outage)
+
+
+def rotate_key(request: Request) -> Response:
+    """``{"api_key": "new"}``: from now on only the new key is accepted. The key is never echoed."""
+    body = _read_json(request)
+    key = body.get("api_key") if isinstance(body, dict) else None
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidRequest(["api_key: a non-empty string is required"])
+    request.controls.rotate_key(key.strip())
+    return Response(200, {"detail": "API key rotated."})
+
+
 ROUTES: tuple[Route, ...] = (
     _route("/api/v1/jobs/", {"GET": list_jobs, "POST": create_job}),
     _route("/api/v1/jobs/{id}/", {"GET": get_job, "DELETE": delete_job}),
@@ -243,7 +306,10 @@ ROUTES: tuple[Route, ...] = (
     _route("/api/v1/storage/", {"GET": list_storage, "POST": upload}),
     _route("/api/v1/storage/{id}/", {"GET": get_storage, "DELETE": delete_storage}),
     _route("/_emulator/stats", {"GET": emulator_stats}, authenticated=False),
+    _route("/_emulator/faults", {"GET": read_faults, "POST": change_faults, "DELETE": clear_faults}, authenticated=False),
+    _route("/_emulator/rotate-key", {"POST": rotate_key}, authenticated=False),
 )
+CONTROL_PREFIX = "/_emulator/"
 
 
 def match_route(path: str) -> tuple[Route | None, dict[str, str]]:
@@ -261,13 +327,23 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: EmulatorState, api_key: str, read_size: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: EmulatorState, api_key: str, read_size: int, controls: Controls
+    ) -> None:
         self.state = state
         self.api_key = api_key.encode("utf-8")
         self.read_size = read_size
+        self.controls = controls
+        self.stopping = threading.Event()
+        """Set on stop, so that injected latency and held answers end at once instead of pinning threads."""
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, EmulatorRequestHandler)
+
+    def server_name_and_port(self) -> str:
+        address, port = self.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else address
+        return f"{host}:{port}"
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -299,6 +375,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out as two writes; with Nagle's algorithm the second would wait for a delayed ACK
+        # (40 ms on Linux), which made every small response slow.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection)
 
     def finish(self) -> None:
@@ -318,8 +397,19 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = split.path
         route, params = match_route(path)
-        if route is None or route.authenticated:
-            self.server.state.record_request(f"{method} {route.template if route else '(unmatched)'}")
+        fault = RequestFault()
+        if not path.startswith(CONTROL_PREFIX):
+            route_key = f"{method} {route.template if route else '(unmatched)'}"
+            self.server.state.record_request(route_key)
+            faults = self.server.state.faults
+            if faults.plan.down:
+                faults.count("down")
+                self._reset_connection()
+                return
+            fault = faults.for_request(route_key)
+            if fault.latency and self.server.stopping.wait(fault.latency):
+                self._reset_connection()
+                return
         try:
             body = self._open_body()
         except BodyError as problem:
@@ -336,9 +426,13 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             origin=self._origin(),
             state=self.server.state,
             read_size=self.server.read_size,
+            controls=self.server.controls,
         )
+        if fault.kind == "reset":
+            self._reset_mid_body(body, self.server.state.faults.plan.reset_after_bytes)
+            return
         try:
-            response = self._handle(request, route)
+            response = self._before_handling(fault) or self._handle(request, route)
         except InvalidRequest as invalid:
             response = error(400, str(invalid), invalid.errors)
         except (BodyError, MultipartError) as problem:
@@ -349,10 +443,65 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             response = error(500, "A server error occurred.")
         self._drain(body)
+        response = self._spoil(response, fault)
+        if fault.kind == "hang" and self.server.stopping.wait(self.server.state.faults.plan.hang_seconds):
+            self._reset_connection()
+            return
         self._send(response)
+        if response.after is not None:
+            response.after()
+
+    # -- faults ---------------------------------------------------------------------------------------------------
+
+    def _before_handling(self, fault: RequestFault) -> Response | None:
+        if fault.kind == "error":
+            return _proxy_error(fault.status)
+        if fault.kind == "rate_limit":
+            seconds = self.server.state.faults.plan.retry_after
+            detail = f"Request was throttled. Expected available in {seconds} seconds."
+            return Response(429, {"detail": detail}, {"Retry-After": str(seconds)})
+        return None
+
+    def _spoil(self, response: Response, fault: RequestFault) -> Response:
+        if fault.kind == "error_after":
+            return _proxy_error(fault.status)
+        if fault.kind not in ("truncate", "malformed"):
+            return response
+        status = 200 if response.status == 204 else response.status
+        if fault.kind == "malformed":
+            return Response(status, raw=b'{"id": ', headers=response.headers)
+        whole = json.dumps(response.body, ensure_ascii=False).encode("utf-8") if response.body is not None else b""
+        return Response(status, raw=whole[: len(whole) // 2], headers=response.headers)
+
+    def _reset_mid_body(self, body: ChunkedBody | LengthLimitedBody | EmptyBody, limit: int) -> None:
+        """Reads up to ``limit`` body bytes, then drops the connection with a TCP RST, as a crashing proxy does."""
+        received = 0
+        try:
+            while received < limit and (chunk := body.read(min(1 << 16, limit - received))):
+                received += len(chunk)
+        except (BodyError, OSError):
+            pass
+        self._reset_connection()
+
+    def _reset_connection(self) -> None:
+        """``SO_LINGER`` 0 turns close() into an RST: the client sees "connection reset", not a clean end."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        # The buffered reader holds a reference to the socket; the descriptor only closes when both are closed.
+        for stream in (self.rfile, self.wfile):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.connection.close()
 
     def _handle(self, request: Request, route: Route | None) -> Response:
-        needs_key = route.authenticated if route else request.path.startswith(API_PREFIX + "/") or request.path == API_PREFIX
+        needs_key = (
+            route.authenticated if route else request.path.startswith(API_PREFIX + "/") or request.path == API_PREFIX
+        )
         if needs_key:
             refusal = self._check_key()
             if refusal is not None:
@@ -405,23 +554,31 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     def _origin(self) -> str:
         host = self.headers.get("Host")
         if not host:
-            address, port = self.server.server_address[:2]
-            host = f"{address}:{port}"
+            host = f"{self.server.server_name_and_port()}"
         return f"http://{host}"
 
     def _send(self, response: Response) -> None:
-        payload = b"" if response.body is None else json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+        if response.raw is not None:
+            payload = response.raw
+        elif response.body is None:
+            payload = b""
+        else:
+            payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
         try:
             self.send_response(response.status, HTTPStatus(response.status).phrase)
             for name, value in response.headers.items():
                 self.send_header(name, value)
             if response.status != 204:
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", response.content_type)
                 self.send_header("Content-Length", str(len(payload)))
-            if self.close_connection:
+            if self.close_connection and "Connection" not in response.headers:
                 self.send_header("Connection", "close")
             self.end_headers()
             if payload and self.command != "HEAD" and response.status != 204:
                 self.wfile.write(payload)
         except OSError:
             self.close_connection = True
+
+
+def _proxy_error(status: int) -> Response:
+    return Response(status, raw=proxy_error_page(status), content_type="text/html")

@@ -35,7 +35,7 @@ class BackgroundFileWriter:
         if self._failure is not None:
             raise self._failure
 
-    def __enter__(self) -> "BackgroundFileWriter":
+    def __enter__(self) -> BackgroundFileWriter:
         return self
 
     def __exit__(

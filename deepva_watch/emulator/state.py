@@ -1,8 +1,11 @@
 """The emulator's memory: jobs, storage objects and the counters tests and benchmarks read.
 
 One lock guards everything; every critical section is a few dictionary operations, so contention is negligible even
-under many concurrent uploads. Slow work (probing a video, synthesising results) happens outside the lock; if two
-requests race to compute the same cached value, both compute the same deterministic answer and one is kept.
+under many concurrent uploads. Slow work (probing a video, fetching a URL, synthesising results) happens outside the
+lock; if two requests race to compute the same cached value, both compute the same deterministic answer and one is kept.
+
+Injected faults that shape jobs and uploads (a job's fate, ``upload_failed``) are decided here when the job or object is
+created, by the :class:`~.faults.FaultInjector` the emulator shares with its HTTP layer.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ import string
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .config import Clock
+from .faults import FaultInjector
+from .onprem import OnPremRoots
 from .payloads import InvalidRequest, JobRequest
 from .probe import DEFAULT_FRAME_RATE, fingerprint, probe_video
 from .results import JobResults, synthesize
-from .sources import STORAGE_SCHEME, ResolvedSource, SourceFacts, SourceRejected, resolve_source
+from .sources import STORAGE_SCHEME, FetchSettings, ResolvedSource, SourceFacts, SourceRejected, SourceResolver
 from .timeline import Timeline
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -37,6 +43,7 @@ class StoredObject:
     path: Path
     size: int
     media_type: str
+    upload_failed: bool = False
     facts: SourceFacts | None = None
 
 
@@ -50,7 +57,10 @@ class JobRecord:
     webhook: dict[str, Any] | None
     timeline: Timeline
     resolved: tuple[ResolvedSource, ...]
+    errors: tuple[str, ...] = ()
     results: JobResults | None = None
+    announced: set[str] = field(default_factory=set)
+    """Webhook events already queued for this job; only the webhook ticker touches it."""
 
     @property
     def media_type(self) -> str:
@@ -66,11 +76,32 @@ class Counters:
     active_uploads: int = 0
     peak_concurrent_uploads: int = 0
     peak_active_jobs: int = 0
+    webhooks: Counter[str] = field(default_factory=Counter)
+    completed_deleted_by_tag: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class StateOptions:
+    """What shapes jobs and sources beyond timing; the defaults are a plain cloud install."""
+
+    onprem_roots: Mapping[str, Path] = field(default_factory=dict)
+    fetch_max_bytes: int = 1 << 30
+    fetch_timeout: float = 10.0
 
 
 class EmulatorState:
-    def __init__(self, data_dir: Path, clock: Clock, processing_time: float, queue_time: float) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: Clock,
+        processing_time: float,
+        queue_time: float,
+        options: StateOptions | None = None,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        options = options or StateOptions()
         self._lock = threading.Lock()
+        self.faults = faults or FaultInjector()
         self._clock = clock
         self._processing_time = processing_time
         self._queue_time = queue_time
@@ -84,6 +115,12 @@ class EmulatorState:
         self._incoming_dir = data_dir / "incoming"
         self._storage_dir.mkdir(parents=True, exist_ok=True)
         self._incoming_dir.mkdir(parents=True, exist_ok=True)
+        self._awaiting_webhooks: dict[str, JobRecord] = {}
+        self._resolver = SourceResolver(
+            self,
+            OnPremRoots(options.onprem_roots),
+            FetchSettings(data_dir / "fetched", options.fetch_max_bytes, options.fetch_timeout),
+        )
 
     def now(self) -> float:
         return self._clock()
@@ -101,9 +138,23 @@ class EmulatorState:
         with self._lock:
             self._counters.requests[route] += 1
 
+    def count_webhook(self, outcome: str) -> None:
+        """``webhooks_delivered``, ``webhooks_failed`` or ``webhooks_skipped``."""
+        with self._lock:
+            self._counters.webhooks[outcome] += 1
+
     def stats(self) -> dict[str, Any]:
+        injected = self.faults.injected()
         with self._lock:
             counters = self._counters
+            now = self._clock()
+            by_state: Counter[str] = Counter()
+            completed_by_tag: Counter[str] = Counter(counters.completed_deleted_by_tag)
+            for job in self._jobs.values():
+                state = job.timeline.phase_at(now).state
+                by_state[state] += 1
+                if state == "completed":
+                    completed_by_tag[job.tag] += 1
             return {
                 "requests": dict(sorted(counters.requests.items())),
                 "jobs_created": counters.jobs_created,
@@ -113,6 +164,12 @@ class EmulatorState:
                 "peak_concurrent_uploads": counters.peak_concurrent_uploads,
                 "peak_active_jobs": counters.peak_active_jobs,
                 "bytes_uploaded": counters.bytes_uploaded,
+                "jobs_by_state": dict(sorted(by_state.items())),
+                "completed_jobs_by_tag": dict(sorted(completed_by_tag.items())),
+                "faults_injected": injected,
+                "webhooks_delivered": counters.webhooks["webhooks_delivered"],
+                "webhooks_failed": counters.webhooks["webhooks_failed"],
+                "webhooks_skipped": counters.webhooks["webhooks_skipped"],
             }
 
     # -- jobs -----------------------------------------------------------------------------------------------------
@@ -122,27 +179,35 @@ class EmulatorState:
         resolved: list[ResolvedSource] = []
         for source in request.sources:
             try:
-                resolved.append(resolve_source(source, self))
+                resolved.append(self._resolver.resolve(source))
             except SourceRejected as rejection:
                 errors.append(f"sources: {rejection}")
         if errors:
             raise InvalidRequest(errors)
+        problems = tuple(item.problem for item in resolved if item.problem is not None)
         with self._lock:
             now = self._clock()
+            sequence = self._next_sequence
+            outcome, job_errors = self.faults.job_fate(sequence)
+            if problems:
+                outcome, job_errors = "failed", problems
             job = JobRecord(
                 id=str(uuid.uuid4()),
-                sequence=self._next_sequence,
+                sequence=sequence,
                 tag=request.tag,
                 sources=request.sources,
                 modules=dict(request.modules),
                 webhook=dict(request.webhook) if request.webhook is not None else None,
-                timeline=Timeline(now, self._queue_time, self._processing_time),
+                timeline=Timeline(now, self._queue_time, self._processing_time, outcome),
                 resolved=tuple(resolved),
+                errors=job_errors,
             )
             self._next_sequence += 1
             # Active means "created and not yet completed"; the new job counts itself even when it completes at once.
-            active = 1 + sum(1 for other in self._jobs.values() if not other.timeline.is_completed(now))
+            active = 1 + sum(1 for other in self._jobs.values() if not other.timeline.is_finished(now))
             self._jobs[job.id] = job
+            if job.webhook is not None:
+                self._awaiting_webhooks[job.id] = job
             self._counters.jobs_created += 1
             self._counters.peak_active_jobs = max(self._counters.peak_active_jobs, active)
         return job
@@ -157,8 +222,23 @@ class EmulatorState:
             return self._jobs.get(job_id)
 
     def delete_job(self, job_id: str) -> bool:
+        """A deleted job that had completed still counts in ``completed_jobs_by_tag``: duplicates must stay visible."""
         with self._lock:
-            return self._jobs.pop(job_id, None) is not None
+            job = self._jobs.pop(job_id, None)
+            if job is None:
+                return False
+            self._awaiting_webhooks.pop(job_id, None)
+            if job.timeline.is_completed(self._clock()):
+                self._counters.completed_deleted_by_tag[job.tag] += 1
+            return True
+
+    def jobs_awaiting_webhooks(self) -> list[JobRecord]:
+        with self._lock:
+            return sorted(self._awaiting_webhooks.values(), key=lambda job: job.sequence)
+
+    def webhooks_finished(self, job: JobRecord) -> None:
+        with self._lock:
+            self._awaiting_webhooks.pop(job.id, None)
 
     def results_of(self, job: JobRecord) -> JobResults:
         if job.results is None:
@@ -188,14 +268,19 @@ class EmulatorState:
         return self._incoming_dir / f"{uuid.uuid4().hex}.part"
 
     def store_upload(self, incoming: Path, name: str, folder: str, size: int, media_type: str) -> StoredObject:
-        """Moves a finished upload into storage under a name of our choosing: client file names never reach a path."""
+        """Moves a finished upload into storage under a name of our choosing: client file names never reach a path.
+
+        An injected ``upload_failed`` fault keeps the object (it is listed and can be fetched, as on the real service)
+        but marks it failed, and jobs cannot use it.
+        """
+        upload_failed = self.faults.upload_fails()
         with self._lock:
             object_id = self._next_object_id
             self._next_object_id += 1
             url = STORAGE_SCHEME + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(20))
         path = self._storage_dir / f"{object_id}-{url.removeprefix(STORAGE_SCHEME)}"
         shutil.move(incoming, path)
-        stored = StoredObject(object_id, url, name, folder, path, size, media_type)
+        stored = StoredObject(object_id, url, name, folder, path, size, media_type, upload_failed)
         with self._lock:
             self._objects[object_id] = stored
             self._objects_by_url[url] = stored
@@ -226,6 +311,8 @@ class EmulatorState:
             stored = self._objects_by_url.get(url)
         if stored is None:
             return None
+        if stored.upload_failed:
+            raise SourceRejected(f"storage object failed to upload: {url}")
         if stored.facts is None:
             try:
                 seed = fingerprint(stored.path)

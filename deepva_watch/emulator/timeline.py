@@ -1,13 +1,20 @@
 """A job's lifecycle as a pure function of time.
 
 The real service moves jobs forward in its workers; the emulator has no workers. Instead every job remembers when it was
-created and how long it queues and processes, and each read computes where it stands *now*. That keeps the emulator free
-of background threads and makes the lifecycle exact under an injected clock.
+created, how long it queues and processes and how it will end (its ``outcome``), and each read computes where it stands
+*now*. That keeps the lifecycle exact under an injected clock; the only background thread is the webhook ticker, which
+merely reads these phases.
+
+Outcomes: ``completed`` (the normal case), ``failed`` (a fetch that did not work, or an injected fault: the job ends
+``failed`` at the instant it would have completed) and ``stuck`` (an injected fault: ``processing`` forever).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+OUTCOMES = ("completed", "failed", "stuck")
+_STUCK_PROGRESS_CAP = 0.99
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,11 @@ class Timeline:
     created_at: float
     queue_time: float
     processing_time: float
+    outcome: str = "completed"
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}")
 
     @property
     def started_at(self) -> float:
@@ -35,20 +47,28 @@ class Timeline:
     def completed_at(self) -> float:
         return self.started_at + self.processing_time
 
+    def is_finished(self, now: float) -> bool:
+        """Reached ``completed`` or ``failed``; a stuck job never finishes."""
+        return self.outcome != "stuck" and now >= self.completed_at
+
     def is_completed(self, now: float) -> bool:
-        return now >= self.completed_at
+        """Finished successfully, so results exist."""
+        return self.outcome == "completed" and now >= self.completed_at
 
     def phase_at(self, now: float) -> Phase:
-        """``waiting`` up to and including the start instant, ``processing`` while progress rises, then ``completed``.
+        """``waiting`` up to and including the start instant, ``processing`` while progress rises, then the outcome.
 
-        Checking completion first is what lets a zero processing time mean "complete on the very first read".
+        Checking the end first is what lets a zero processing time mean "finished on the very first read".
         """
-        if self.is_completed(now):
-            return Phase("completed", 1.0, self.started_at, self.completed_at, round(self.processing_time, 6))
+        if self.is_finished(now):
+            duration = round(self.processing_time, 6)
+            return Phase(self.outcome, 1.0, self.started_at, self.completed_at, duration)
         if now <= self.started_at:
             return Phase("waiting", 0.0, None, None, 0)
         elapsed = now - self.started_at
-        progress = min(max(elapsed / self.processing_time, 0.0), 1.0)
+        fraction = elapsed / self.processing_time if self.processing_time > 0 else 1.0
+        cap = _STUCK_PROGRESS_CAP if self.outcome == "stuck" else 1.0
+        progress = min(max(fraction, 0.0), cap)
         return Phase("processing", round(progress, 4), self.started_at, None, round(elapsed, 6))
 
     def created_phase(self) -> Phase:

@@ -44,6 +44,10 @@ def probe(path: Path, mime: str, kind: MediaKind) -> MediaFacts:
     unknown = MediaFacts(kind=kind, mime=mime)
     if not _is_regular_file(path):
         return unknown
+    if kind == "image":
+        still = probe_image(path, mime)
+        if still is not None:
+            return still
     facts = probe_with_mediainfo(path, mime, kind)
     if facts is not None and facts.width is not None:
         return facts
@@ -51,6 +55,22 @@ def probe(path: Path, mime: str, kind: MediaKind) -> MediaFacts:
     if fallback is not None and fallback.width is not None:
         return fallback
     return facts or fallback or unknown
+
+
+def probe_image(path: Path, mime: str) -> MediaFacts | None:
+    """A still's pixel size from its header, with Pillow: about a hundredth of what a mediainfo parse costs, which
+    matters when a card of thousands of stills arrives. The size is the stored one (EXIF orientation is not applied),
+    which is what MWG regions' ``AppliedToDimensions`` means."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+
+        with Image.open(path) as image:
+            width, height = image.size
+    except (ImportError, OSError, UnidentifiedImageError, ValueError):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    return MediaFacts(kind="image", mime=mime, width=width, height=height)
 
 
 def probe_with_mediainfo(path: Path, mime: str, kind: MediaKind) -> MediaFacts | None:

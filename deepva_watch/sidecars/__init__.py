@@ -12,6 +12,7 @@ files sharing a stem are kept apart.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
@@ -47,6 +48,10 @@ __all__ = [
 ]
 
 _FAILED_STATES = ("failed", "stopped")
+
+# Deciding who owns a stem sidecar and then writing it must not interleave with another worker doing the same for the
+# proxy of the same clip. XMP files are small, so one lock for all of them costs nothing worth a finer scheme.
+_XMP_CLAIMS = threading.Lock()
 
 
 def publish_results(
@@ -93,16 +98,23 @@ def publish_results(
         return WrittenSidecars(xmp=None, json=written_json)
 
     xmp_planned.parent.mkdir(parents=True, exist_ok=True)
-    claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=xmp_form(settings.naming, media.kind) == "stem")
-    content = XmpContent(
-        collected=collector.finish(),
-        media=media,
-        provenance=provenance,
-        source_name=media_path.name,
-        sidecar_for_extension=claim.sidecar_for_extension,
-    )
-    data = render_xmp(claim.existing, content, toolkit=f"deepva-watch {provenance.daemon_version}")
-    atomic_write(claim.path, lambda stream: stream.write(data))
+    collected = collector.finish()
+    with _XMP_CLAIMS:
+        stem_form = xmp_form(settings.naming, media.kind) == "stem"
+        claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=stem_form)
+        content = XmpContent(
+            collected=collected,
+            media=media,
+            provenance=provenance,
+            source_name=media_path.name,
+            sidecar_for_extension=claim.sidecar_for_extension,
+        )
+        data = render_xmp(claim.existing, content, toolkit=f"deepva-watch {provenance.daemon_version}")
+
+        def write_xmp(stream: IO[bytes]) -> None:
+            stream.write(data)
+
+        atomic_write(claim.path, write_xmp)
     return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(claim.notes))
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from deepva_watch.sidecars.naming import (
@@ -115,7 +115,7 @@ def _take(path: Path, *, sidecar_for_extension: str | None) -> XmpClaim:
 
 
 def _move_aside(path: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}{CORRUPT_MARKER}{stamp}")
     number = 1
     while target.exists():

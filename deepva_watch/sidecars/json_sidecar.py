@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from importlib import resources
 from typing import IO, Any
@@ -149,9 +149,15 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False)
+    """Fast path for the common, clean value; the cleaning copy only when the value needs it."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")  # fails on a lone surrogate
+        return text
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False)

@@ -32,10 +32,9 @@ def is_sidecar_name(name: str) -> bool:
     """Our own files and their temporaries, so that discovery never submits them as media."""
     lowered = name.lower()
     return (
-        lowered.endswith(XMP_SUFFIX)
-        or lowered.endswith(JSON_SUFFIX)
+        lowered.endswith((XMP_SUFFIX, JSON_SUFFIX))
         or is_temp_name(name)
-        or (CORRUPT_MARKER in lowered and (XMP_SUFFIX + CORRUPT_MARKER) in lowered)
+        or (XMP_SUFFIX + CORRUPT_MARKER) in lowered
     )
 
 

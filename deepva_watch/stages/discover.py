@@ -1,32 +1,51 @@
 """DISCOVER: find files in a watched folder and record each sighting in the ledger.
 
-Two sources feed it: a watchdog observer (events are *hints*: they can be lost, merged or overflow) and full scans,
-at start and periodically, that reconcile the folder with the ledger. Both end in the same call,
-:func:`record_sighting`, so the ledger decides what is new; nothing here keeps state of its own.
+Two sources feed it: file-system events (hints only: they can be lost, merged or overflow) and full scans, at start,
+periodically, after an overflow and on every poll, that reconcile the folder with the ledger. Both end in the same
+ledger calls, so the ledger decides what is new. When and how to scan is :mod:`deepva_watch.watch`'s business; this
+module knows what a candidate file is, how to walk a tree cheaply, and how to turn a scan into ledger writes.
+
+Cost matters here more than anywhere else: a newsroom share holds hundreds of thousands of files and is polled every
+few seconds. A scan is one ``os.scandir`` per folder and one ``lstat`` per file (the one ``DirEntry`` caches), no
+``Path`` objects, and a compiled name filter; the result is a plain ``relpath -> (size, mtime_ns)`` dict, compared in
+memory with the previous scan or with :meth:`Ledger.latest_versions`, so an unchanged tree costs no ledger writes.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
+from deepva_watch import ledger as states
 from deepva_watch.config import FolderConfig
 from deepva_watch.ledger import Ledger, Observation
+from deepva_watch.media.fingerprint import fingerprint
 from deepva_watch.pipeline import folder_key
 from deepva_watch.sidecars import is_sidecar_name
+from deepva_watch.sidecars.naming import CORRUPT_MARKER, JSON_SUFFIX, XMP_SUFFIX
 
 log = structlog.get_logger("deepva_watch.discover")
 
 #: Names that are never media: files being written by copy tools, OS litter, our own output.
 _TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~", ".swp")
-_LITTER = {"thumbs.db", "desktop.ini", ".ds_store"}
+_LITTER = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+_NEVER_SUFFIXES = _TEMPORARY_SUFFIXES + (XMP_SUFFIX, JSON_SUFFIX)
+_CORRUPT_SIDECAR = XMP_SUFFIX + CORRUPT_MARKER
+
+#: A scan's result: relative path (POSIX separators) -> (size, mtime_ns).
+Snapshot = dict[str, tuple[int, int]]
+
+#: How far a remount may shift a known file's modification time and still be the same file (SMB and FAT round to
+#: 2 s; a server in another time zone shifts by whole hours), provided size and sampled content hash also agree.
+_ROUNDING_NS = 2_000_000_000
+_HOUR_NS = 3600 * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -36,22 +55,62 @@ class Sighting:
     mtime_ns: int
 
 
+class NameFilter:
+    """include/exclude globs, size limits and the never-media rules, compiled once per folder.
+
+    Globs are matched against the relative path and against the name, as the config documents; the common case
+    (include ``*``, nothing excluded) skips pattern matching altogether.
+    """
+
+    def __init__(self, folder: FolderConfig) -> None:
+        self.recursive = folder.recursive
+        self.min_size = folder.min_size
+        self.max_size = folder.max_size
+        self._include = None if "*" in folder.include else _compile(folder.include)
+        self._exclude = _compile(folder.exclude) if folder.exclude else None
+        self.plain = self._include is None and self._exclude is None  # only the never-media rules apply
+
+    def name_ok(self, relpath: str, name: str) -> bool:
+        lowered = name.lower()
+        if lowered.endswith(_NEVER_SUFFIXES) or lowered in _LITTER or _CORRUPT_SIDECAR in lowered:
+            return False
+        if self._include is not None and not (self._include.match(relpath) or self._include.match(name)):
+            return False
+        return not (self._exclude is not None and (self._exclude.match(relpath) or self._exclude.match(name)))
+
+    def size_ok(self, size: int) -> bool:
+        return size >= self.min_size and (self.max_size is None or size <= self.max_size)
+
+
+def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    translated = [fnmatch.translate(pattern) for pattern in patterns]
+    return re.compile("|".join(f"(?:{pattern})" for pattern in translated)) if translated else None
+
+
+_filters: dict[int, tuple[FolderConfig, NameFilter]] = {}
+
+
+def name_filter(folder: FolderConfig) -> NameFilter:
+    cached = _filters.get(id(folder))
+    if cached is None or cached[0] is not folder:
+        cached = (folder, NameFilter(folder))
+        _filters[id(folder)] = cached
+    return cached[1]
+
+
 def is_candidate(relpath: str, folder: FolderConfig) -> bool:
-    """Whether a path (relative to the folder, POSIX separators) is worth recording at all."""
+    """Whether a path (relative to the folder, POSIX separators) is worth recording at all (size aside)."""
     parts = PurePosixPath(relpath).parts
-    if not parts:
+    if not parts or relpath.startswith("../"):
         return False
     name = parts[-1]
-    lowered = name.lower()
     if any(part.startswith(".") for part in parts):  # hidden files and folders, AppleDouble (._x), our temp files
         return False
-    if lowered in _LITTER or lowered.endswith(_TEMPORARY_SUFFIXES) or is_sidecar_name(name):
+    if is_sidecar_name(name):
         return False
     if not folder.recursive and len(parts) > 1:
         return False
-    if not any(fnmatch.fnmatch(relpath, pattern) or fnmatch.fnmatch(name, pattern) for pattern in folder.include):
-        return False
-    return not any(fnmatch.fnmatch(relpath, pattern) or fnmatch.fnmatch(name, pattern) for pattern in folder.exclude)
+    return name_filter(folder).name_ok(relpath, name)
 
 
 def relative(root: Path, path: Path) -> str | None:
@@ -61,33 +120,115 @@ def relative(root: Path, path: Path) -> str | None:
         return None
 
 
-def scan(folder: FolderConfig) -> Iterator[Sighting]:
-    """Walk the folder with ``os.scandir``, reusing the stat each entry already carries; symlinks are not followed."""
-    root = folder.path.absolute()
-    pending = [root]
-    while pending:
-        directory = pending.pop()
+@dataclass
+class ScanResult:
+    """One walk of a tree. ``unreadable`` lists folders below the root that could not be listed (their files are
+    unknown, not gone); ``root_error`` is set when the root itself could not be listed."""
+
+    files: Snapshot = field(default_factory=dict)
+    folders: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    root_error: str | None = None
+    root_entries: int = 0
+
+
+def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
+    """Walk the folder (or only its sub-folder ``under``): candidate regular files with their size and mtime.
+
+    Symlinks are not followed unless the folder says so, and then every folder is entered once per (device, inode),
+    so a link loop ends. FIFOs, sockets and device files are recognised from ``lstat`` alone and never opened.
+    """
+    root = str(folder.path.absolute())
+    accept = name_filter(folder)
+    plain = accept.plain
+    follow = folder.follow_symlinks
+    recursive = folder.recursive
+    min_size, max_size = folder.min_size, folder.max_size
+    result = ScanResult()
+    files = result.files
+    visited: set[tuple[int, int]] = set()
+    if follow:
         try:
-            entries = list(os.scandir(directory))
+            info = os.stat(root)
+            visited.add((info.st_dev, info.st_ino))
+        except OSError:
+            pass
+    start = under.strip("/")
+    if start and (not recursive or any(part.startswith(".") for part in start.split("/"))):
+        return result
+    top = start + "/" if start else ""
+    pending: list[tuple[str, str]] = [(top, root + "/" + start if start else root)]
+    is_regular = stat.S_ISREG
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            iterator = os.scandir(directory)
         except OSError as error:
-            log.warning("scan_unreadable", directory=str(directory), error=error.strerror)
+            if prefix != top or top:
+                result.unreadable.append(prefix.rstrip("/"))
+            else:
+                result.root_error = error.strerror or repr(error)
             continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if folder.recursive:
-                        pending.append(Path(entry.path))
+        result.folders += 1
+        with iterator:
+            if prefix == top:
+                entries = list(iterator)
+                result.root_entries = len(entries)
+            else:
+                entries = iterator
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
                     continue
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            relpath = relative(root, Path(entry.path))
-            if relpath is not None and is_candidate(relpath, folder):
-                yield Sighting(relpath, info.st_size, info.st_mtime_ns)
+                try:
+                    if entry.is_dir(follow_symlinks=follow):
+                        if recursive:
+                            if follow:
+                                info = entry.stat()
+                                identity = (info.st_dev, info.st_ino)
+                                if identity in visited:
+                                    continue  # a link back into a folder we already walk: a loop, or a second way in
+                                visited.add(identity)
+                            pending.append((prefix + name + "/", entry.path))
+                        continue
+                    info = entry.stat(follow_symlinks=follow)
+                except OSError:
+                    continue  # vanished between listing and stat, or a dangling link
+                if not is_regular(info.st_mode):
+                    continue
+                size = info.st_size
+                if size < min_size or (max_size is not None and size > max_size):
+                    continue
+                lowered = name.lower()  # the never-media rules, inline: this line runs once per file of the tree
+                if lowered.endswith(_NEVER_SUFFIXES) or lowered in _LITTER or _CORRUPT_SIDECAR in lowered:
+                    continue
+                relpath = prefix + name
+                if plain or accept.name_ok(relpath, name):
+                    files[relpath] = (size, info.st_mtime_ns)
+    return result
+
+
+def scan(folder: FolderConfig) -> Iterator[Sighting]:
+    """Every candidate file in the folder, as sightings."""
+    for relpath, (size, mtime_ns) in scan_tree(folder).files.items():
+        yield Sighting(relpath, size, mtime_ns)
+
+
+def sighting_for(folder: FolderConfig, path: Path) -> Sighting | None:
+    """Stat one path named by an event; None if it is not a candidate regular file (or is already gone)."""
+    relpath = relative(folder.path.absolute(), path)
+    if relpath is None or not is_candidate(relpath, folder):
+        return None
+    try:
+        info = os.stat(path, follow_symlinks=folder.follow_symlinks)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or not name_filter(folder).size_ok(info.st_size):
+        return None
+    return Sighting(relpath, info.st_size, info.st_mtime_ns)
+
+
+# -- from scans and events to the ledger ---------------------------------------------------------------------------
 
 
 def record_sighting(ledger: Ledger, folder: FolderConfig, sighting: Sighting, now: float) -> Observation:
@@ -98,73 +239,158 @@ def record_sighting(ledger: Ledger, folder: FolderConfig, sighting: Sighting, no
     return observation
 
 
-def sighting_for(folder: FolderConfig, path: Path) -> Sighting | None:
-    """Stat one path named by an event; None if it is not a candidate regular file (or is already gone)."""
-    relpath = relative(folder.path.absolute(), path)
-    if relpath is None or not is_candidate(relpath, folder):
-        return None
+def record_sightings(ledger: Ledger, folder: FolderConfig, sightings: Iterable[Sighting], now: float) -> int:
+    """Record many sightings: never-seen paths in one transaction, the rest one by one. Returns how many were new."""
+    key = folder_key(folder)
+    batch = [(s.relpath, s.size, s.mtime_ns) for s in sightings]
+    if not batch:
+        return 0
+    inserted, leftover = ledger.observe_new_paths(key, batch, now)
+    for relpath, asset_id in inserted[:50]:
+        log.info("discovered", folder=key, path=relpath, asset_id=asset_id, outcome="new")
+    if len(inserted) > 50:
+        log.info("discovered_many", folder=key, files=len(inserted), note="only the first 50 are logged one by one")
+    new = len(inserted)
+    for relpath, size, mtime_ns in leftover:
+        if record_sighting(ledger, folder, Sighting(relpath, size, mtime_ns), now).outcome in ("new", "revived"):
+            new += 1
+    return new
+
+
+def changed_since(previous: Mapping[str, tuple[int, int]], current: Snapshot) -> list[Sighting]:
+    """Files in ``current`` that ``previous`` did not have, or had with another size or mtime."""
+    get = previous.get
+    return [Sighting(relpath, *version) for relpath, version in current.items() if get(relpath) != version]
+
+
+def changed_against_ledger(
+    latest: Mapping[str, tuple[int, int, str]], current: Snapshot
+) -> list[Sighting]:
+    """Files whose newest ledger version differs from what is on disk (or that ended ``gone`` and are back)."""
+    changed = []
+    for relpath, (size, mtime_ns) in current.items():
+        known = latest.get(relpath)
+        if known is None or known[0] != size or known[1] != mtime_ns or known[2] == states.GONE:
+            changed.append(Sighting(relpath, size, mtime_ns))
+    return changed
+
+
+def reidentify(ledger: Ledger, folder: FolderConfig, sighting: Sighting, now: float) -> bool:
+    """After a remount, a known file may come back with its mtime rounded or shifted by whole hours.
+
+    If its size matches the version already handed to DeepVA and its sampled content hash does too, it is the same
+    file: the row takes the new mtime and nothing is submitted again. Anything else is a new version, as usual.
+    """
+    versions = ledger.versions(folder_key(folder), sighting.relpath)
+    if not versions:
+        return False
+    latest = versions[-1]
+    if latest.size != sighting.size or latest.content_hash is None or latest.state in states.UNSUBMITTED_STATES:
+        return False
+    shift = abs(latest.mtime_ns - sighting.mtime_ns)
+    if not _remount_shift(shift):
+        return False
     try:
-        info = os.stat(path, follow_symlinks=False)
+        same = fingerprint(folder.path / sighting.relpath) == latest.content_hash
     except OSError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
-    return Sighting(relpath, info.st_size, info.st_mtime_ns)
+        return False
+    if same and ledger.adopt_mtime(latest.id, sighting.mtime_ns, now):
+        log.info("reidentified", folder=folder_key(folder), path=sighting.relpath, asset_id=latest.asset_id,
+                 shift_seconds=round(shift / 1e9, 3), note="same size and content after a remount; not submitted again")
+        return True
+    return False
+
+
+def _remount_shift(shift_ns: int) -> bool:
+    """Rounded to the file system's granularity, or moved by whole hours (time zone, DST) within a day."""
+    if shift_ns <= _ROUNDING_NS:
+        return True
+    off_hour = min(shift_ns % _HOUR_NS, _HOUR_NS - shift_ns % _HOUR_NS)
+    return shift_ns <= 26 * _HOUR_NS and off_hour <= _ROUNDING_NS
+
+
+def vanished(folder: FolderConfig, relpaths: Iterable[str]) -> list[str]:
+    """Of these paths, the ones really missing now (one ``lstat`` each): a scan that missed a file proves nothing."""
+    root = folder.path.absolute()
+    return [relpath for relpath in relpaths if not os.path.lexists(root / relpath)]
+
+
+def mark_vanished(ledger: Ledger, folder: FolderConfig, relpaths: Iterable[str], now: float) -> int:
+    ended = ledger.mark_gone_many(folder_key(folder), vanished(folder, relpaths), now)
+    for relpath, asset_id in ended:
+        log.info("gone", folder=folder_key(folder), path=relpath, asset_id=asset_id)
+    return len(ended)
+
+
+def apply_scan(
+    ledger: Ledger,
+    folder: FolderConfig,
+    current: Snapshot,
+    now: float,
+    *,
+    previous: Mapping[str, tuple[int, int]] | None = None,
+    unreadable: Iterable[str] = (),
+) -> tuple[int, int]:
+    """Bring the ledger in line with one scan. Returns (new versions, versions marked gone).
+
+    With ``previous`` (the last scan, while polling) only the difference between the two scans is looked at; without
+    it the scan is reconciled with the ledger itself, which costs one query however big the folder is. Files below an
+    ``unreadable`` sub-folder are unknown, not gone.
+    """
+    key = folder_key(folder)
+    blind = tuple(prefix + "/" for prefix in unreadable)
+    if previous is not None:
+        changed = changed_since(previous, current)
+        missing: Iterable[str] = [relpath for relpath in previous if relpath not in current]
+    else:
+        latest = ledger.latest_versions(key)
+        changed = changed_against_ledger(latest, current)
+        changed = [s for s in changed if not _reidentified(ledger, folder, latest, s, now)]
+        missing = [relpath for relpath, (_, _, state) in latest.items()
+                   if state in states.UNSUBMITTED_STATES and relpath not in current]
+    if blind:
+        missing = [relpath for relpath in missing if not relpath.startswith(blind)]
+    new = record_sightings(ledger, folder, changed, now)
+    return new, mark_vanished(ledger, folder, missing, now)
+
+
+def _reidentified(ledger: Ledger, folder: FolderConfig, latest: Mapping[str, tuple[int, int, str]],
+                  sighting: Sighting, now: float) -> bool:
+    known = latest.get(sighting.relpath)
+    if known is None or known[0] != sighting.size or known[2] in states.UNSUBMITTED_STATES or known[2] == states.GONE:
+        return False
+    return reidentify(ledger, folder, sighting, now)
+
+
+def root_problem(folder: FolderConfig) -> str | None:
+    """Why the folder cannot be trusted right now (missing, not a folder, unreadable, anchor missing), or None."""
+    root = folder.path.absolute()
+    try:
+        info = os.stat(root)
+    except OSError as error:
+        return f"the folder is not reachable ({error.strerror or repr(error)})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "the path is no longer a folder"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return "the folder is not readable"
+    if folder.anchor_file and not os.path.exists(root / folder.anchor_file):
+        return f"the anchor file {folder.anchor_file!r} is missing"
+    return None
 
 
 def reconcile(ledger: Ledger, folder: FolderConfig, now: float) -> tuple[int, int]:
-    """A full scan: record every file, and mark unsubmitted versions whose file is no longer there as gone.
+    """A full scan reconciled with the ledger: record every new or changed file, mark vanished unsubmitted ones gone.
 
-    Refuses to mark anything gone when the root itself is missing or unreadable: a share that dropped for a moment
-    must not look like "everything was deleted". Returns (files seen, versions marked gone).
+    Refuses to touch the ledger when the root is missing, unreadable or without its anchor file: a share that dropped
+    for a moment must not look like "everything was deleted". Returns (files seen, versions marked gone).
     """
-    root = folder.path.absolute()
-    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        log.warning("folder_unavailable", folder=str(root), note="skipping this scan; nothing is marked gone")
+    problem = root_problem(folder)
+    if problem is not None:
+        log.warning("folder_unavailable", folder=folder_key(folder), reason=problem, note="nothing is marked gone")
         return 0, 0
-    seen = set()
-    for sighting in scan(folder):
-        seen.add(sighting.relpath)
-        record_sighting(ledger, folder, sighting, now)
-    gone = 0
-    for relpath in ledger.known_paths(folder_key(folder)) - seen:
-        if not (root / relpath).exists():
-            gone += len(ledger.mark_gone(folder_key(folder), relpath, now))
-    return len(seen), gone
-
-
-class FolderEventHandler(FileSystemEventHandler):
-    """Turns watchdog events into ledger sightings. Runs on watchdog's dispatch thread."""
-
-    def __init__(self, ledger: Ledger, folder: FolderConfig, now: Callable[[], float], on_sighting: Callable[[], None]) -> None:
-        self.ledger = ledger
-        self.folder = folder
-        self.now = now
-        self.on_sighting = on_sighting
-
-    def _saw(self, raw_path: str | bytes) -> None:
-        path = Path(os.fsdecode(raw_path))
-        sighting = sighting_for(self.folder, path)
-        if sighting is not None:
-            record_sighting(self.ledger, self.folder, sighting, self.now())
-            self.on_sighting()
-
-    def _vanished(self, raw_path: str | bytes) -> None:
-        relpath = relative(self.folder.path.absolute(), Path(os.fsdecode(raw_path)))
-        if relpath is not None and not (self.folder.path / relpath).exists():
-            for asset_id in self.ledger.mark_gone(folder_key(self.folder), relpath, self.now()):
-                log.info("gone", folder=folder_key(self.folder), path=relpath, asset_id=asset_id)
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            return
-        try:
-            if event.event_type in ("created", "modified", "closed"):
-                self._saw(event.src_path)
-            elif event.event_type == "moved":
-                self._vanished(event.src_path)
-                self._saw(event.dest_path)
-            elif event.event_type == "deleted":
-                self._vanished(event.src_path)
-        except Exception as error:  # an event is only a hint; the next scan will catch what this one missed
-            log.error("event_failed", event=event.event_type, error=repr(error)[:300])
+    result = scan_tree(folder)
+    if result.root_error is not None:
+        log.warning("folder_unavailable", folder=folder_key(folder), reason=result.root_error, note="nothing is marked gone")
+        return 0, 0
+    _, gone = apply_scan(ledger, folder, result.files, now, unreadable=result.unreadable)
+    return len(result.files), gone

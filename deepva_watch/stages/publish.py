@@ -19,7 +19,14 @@ from deepva_watch.deepva import DeepVAError
 from deepva_watch.ledger import Asset
 from deepva_watch.media.probe import probe
 from deepva_watch.pipeline import Advance, Fail, Outcome, Services, gone
-from deepva_watch.sidecars import Provenance, SidecarSettings, WrittenSidecars, publish_failure, publish_results
+from deepva_watch.sidecars import (
+    Provenance,
+    SidecarSettings,
+    UnsafeSidecarPath,
+    WrittenSidecars,
+    publish_failure,
+    publish_results,
+)
 from deepva_watch.stages.failures import outcome_for
 
 log = structlog.get_logger("deepva_watch.publish")
@@ -75,12 +82,30 @@ def publish(services: Services, asset: Asset) -> Outcome:
         return gone("the file disappeared before its results were written")
     except (DeepVAError, OSError) as error:
         return outcome_for(error)
+    except UnsafeSidecarPath as error:  # a path that would leave its folder: never written, a person must look
+        return Fail(f"refused to write sidecars: {error}")
     for note in written.notes:
         log.warning("sidecar_note", note=note)
     paths = _paths(written)
     if asset.job_state == "completed":
+        _clean_up(services, asset)
         return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now()})
     return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
+
+
+def _clean_up(services: Services, asset: Asset) -> None:
+    """Storage hygiene, only once the results are safely on disk. A failure here costs DeepVA storage, not results,
+    so it is logged and never fails the file; a crash before the commit repeats it, and deleting twice is harmless."""
+    config = services.config
+    try:
+        if config.delete_storage_after_completion and asset.storage_id:
+            services.client.delete_storage(asset.storage_id)
+            log.info("storage_deleted", storage_id=asset.storage_id)
+        if config.delete_job_after_publish and asset.job_id:
+            services.client.delete_job(asset.job_id)
+            log.info("job_deleted")
+    except DeepVAError as error:
+        log.warning("cleanup_failed", error=str(error))
 
 
 def _paths(written: WrittenSidecars) -> dict[str, str | None]:

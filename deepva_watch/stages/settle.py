@@ -1,7 +1,12 @@
-"""SETTLE: a file is complete once its size and modification time have stayed the same for ``settle_seconds``.
+"""SETTLE: a file is complete once its size and modification time have stayed the same for ``settle_seconds`` and,
+where the platform shows it, no process on this machine still has it open for writing.
 
 Copy tools, SMB clients and cameras write in bursts; a file picked up too early is uploaded truncated. The quiet period
-restarts whenever a sighting shows a change, whether it came from an event, a rescan, or this stage's own look.
+restarts whenever a sighting shows a change, whether it came from an event, a rescan, or this stage's own look. On
+Linux the stage also asks ``/proc`` whether a local writer still holds the file open (see
+:mod:`deepva_watch.watch.openfiles`), so a writer that pauses longer than the quiet period is still waited for. Writers
+on other machines cannot be seen that way; for them the quiet period is the rule. A file that stays open for writing
+without changing for ``WRITER_PATIENCE_SECONDS`` is taken anyway, with a warning: some tools keep files open forever.
 """
 
 from __future__ import annotations
@@ -9,16 +14,27 @@ from __future__ import annotations
 import os
 import stat
 
+import structlog
+
 from deepva_watch import ledger as states
 from deepva_watch.ledger import Asset
 from deepva_watch.pipeline import Advance, Outcome, Services, Wait, gone
+from deepva_watch.watch.openfiles import open_for_writing
+
+log = structlog.get_logger("deepva_watch.settle")
+
+#: How long an unchanging file may be held open for writing before we stop waiting for its writer.
+WRITER_PATIENCE_SECONDS = 600.0
+#: How often a file that is quiet but still open for writing is looked at again.
+WRITER_RECHECK_SECONDS = 0.5
 
 
 def settle(services: Services, asset: Asset) -> Outcome:
     now = services.clock.now()
-    quiet = services.folder(asset).settle_seconds
+    folder = services.folder(asset)
+    quiet = folder.settle_seconds
     try:
-        info = os.stat(asset.path, follow_symlinks=False)
+        info = os.stat(asset.path, follow_symlinks=folder.follow_symlinks)
     except FileNotFoundError:
         return gone()
     if not stat.S_ISREG(info.st_mode):
@@ -28,4 +44,10 @@ def settle(services: Services, asset: Asset) -> Outcome:
         return Wait(now + quiet)
     if now - asset.stable_since < quiet:
         return Wait(asset.stable_since + quiet)
+    if open_for_writing(asset.path):
+        waited = now - asset.stable_since
+        if waited < max(WRITER_PATIENCE_SECONDS, quiet):
+            return Wait(now + max(WRITER_RECHECK_SECONDS, min(quiet, 5.0)))
+        log.warning("writer_never_closed", waited_seconds=round(waited),
+                    note="the file is still open for writing but has not changed; taking it as complete")
     return Advance(states.SETTLED)

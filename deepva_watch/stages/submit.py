@@ -13,9 +13,12 @@ import os
 import structlog
 
 from deepva_watch import ledger as states
-from deepva_watch.deepva import DeepVAError, SourceChanged, TransportError
+from deepva_watch.deepva import DeepVAError, SourceChanged
+from deepva_watch.deepva.errors import may_have_been_applied
 from deepva_watch.ledger import Asset
-from deepva_watch.pipeline import Advance, Outcome, Retry, Services
+from deepva_watch.pipeline import Advance, Fail, Outcome, Retry, Services, beat
+from deepva_watch.sources import SourceMappingError, job_source
+from deepva_watch.webhook import webhook_request
 from deepva_watch.stages.failures import outcome_for
 
 log = structlog.get_logger("deepva_watch.submit")
@@ -30,18 +33,55 @@ def _unchanged(services: Services, asset: Asset) -> bool:
     return False
 
 
+def storage_name(asset: Asset) -> str:
+    """The name an upload gets in DeepVA storage: unique per asset version, so leftovers of a cut-off upload can be
+    found and removed before the next attempt without touching anyone else's objects."""
+    return f"{asset.asset_id}_{asset.path.name}"
+
+
 def upload(services: Services, asset: Asset) -> Outcome:
+    """Upload to DeepVA storage; for folders whose files DeepVA reads itself (on-prem path, URL) only the re-check."""
     folder = services.folder(asset)
+    name = storage_name(asset)
     try:
         if not _unchanged(services, asset):
             return Advance(states.SUPERSEDED, {"last_error": "the file changed before upload"})
-        stored = services.client.upload(asset.path, folder=folder.storage_folder, filename=asset.path.name)
+        if folder.source != "upload":
+            return Advance(states.UPLOADED, {"storage_url": None, "storage_id": None})
+        if asset.upload_attempted:
+            _remove_leftovers(services, folder.storage_folder, name)
+        stored = services.client.upload(asset.path, folder=folder.storage_folder, filename=name,
+                                        throttle=services.upload_throttle, on_progress=lambda sent: beat())
     except SourceChanged:
         _unchanged(services, asset)
         return Advance(states.SUPERSEDED, {"last_error": "the file changed during upload; the new version follows"})
     except (DeepVAError, OSError) as error:
-        return outcome_for(error)
-    return Advance(states.UPLOADED, {"storage_url": stored.url, "storage_id": stored.id})
+        outcome = outcome_for(error)
+        if isinstance(outcome, Retry):
+            return Retry(outcome.error, outcome.delay, outcome.counts, {"upload_attempted": 1})
+        return outcome
+    if services.metrics is not None:
+        services.metrics.uploaded_bytes(asset.size)
+    return Advance(states.UPLOADED, {"storage_url": stored.url, "storage_id": stored.id, "upload_attempted": 0})
+
+
+def _remove_leftovers(services: Services, storage_folder: str, name: str) -> None:
+    for stored in services.client.list_storage(storage_folder):
+        if stored.name == name:
+            log.info("storage_leftover_deleted", storage_id=stored.id, name=name)
+            services.client.delete_storage(stored.id)
+
+
+def upload_capacity(services: Services) -> int:
+    """Uploads may run ahead of job creation only by a window: files uploaded but not yet submitted use DeepVA
+    storage and wait; with a long backlog they would otherwise pile up there."""
+    window = max(services.config.max_uploads, services.config.max_active_jobs)
+    return window - services.ledger.count_in((states.UPLOADING, states.UPLOADED))
+
+
+def submit_capacity(services: Services) -> int:
+    """``max_active_jobs``: jobs submitted and not yet finished."""
+    return services.config.max_active_jobs - services.ledger.count_in((states.SUBMITTING, states.SUBMITTED))
 
 
 def create_job(services: Services, asset: Asset) -> Outcome:
@@ -53,14 +93,18 @@ def create_job(services: Services, asset: Asset) -> Outcome:
                 job = min(existing, key=lambda found: (found.time_created is None, found.time_created, found.id))
                 log.info("job_found_by_tag", job_id=job.id, jobs_with_tag=len(existing))
                 return _submitted(services, job)
-        job = services.client.create_job([asset.storage_url], dict(folder.modules), tag=asset.asset_id)
-    except TransportError as error:
+        source = asset.storage_url if folder.source == "upload" else job_source(folder, asset.path)
+        job = services.client.create_job(
+            [source], dict(folder.modules), tag=asset.asset_id,
+            webhook=webhook_request(services.config.webhook, folder.modules),
+        )
+    except SourceMappingError as error:
+        return Fail(str(error))
+    except DeepVAError as error:
         outcome = outcome_for(error)
-        if error.maybe_applied and isinstance(outcome, Retry):
+        if may_have_been_applied(error) and isinstance(outcome, Retry):
             return Retry(outcome.error, outcome.delay, outcome.counts, {"submit_attempted": 1})
         return outcome
-    except DeepVAError as error:
-        return outcome_for(error)
     return _submitted(services, job)
 
 

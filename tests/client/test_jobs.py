@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepva_scripted_server import Received, Reply, job_json
+import pytest
+from deepva_scripted_server import Received, Reply, job_json, storage_json
 
 from deepva_watch.deepva import Job, JobPage, NotFound
 
@@ -130,12 +131,10 @@ def test_detailed_results_stop_on_an_empty_page(server, make_client):
 def test_detailed_results_of_a_missing_job(server, make_client):
     server.script("GET", "/jobs/gone/detailed-results/", Reply(404, {"detail": "Not found."}))
 
-    try:
+    with pytest.raises(NotFound) as caught:
         list(make_client().iter_detailed_results("gone"))
-    except NotFound as error:
-        assert error.url == "/jobs/gone/detailed-results/"
-    else:
-        raise AssertionError("NotFound expected")
+
+    assert caught.value.url == "/jobs/gone/detailed-results/"
 
 
 def test_delete_job_and_storage_treat_already_gone_as_done(server, make_client):
@@ -149,8 +148,6 @@ def test_delete_job_and_storage_treat_already_gone_as_done(server, make_client):
 
 
 def test_get_storage(server, make_client):
-    from deepva_scripted_server import storage_json
-
     server.script("GET", "/storage/594/", Reply(200, storage_json(594)))
 
     stored = make_client().get_storage("594")

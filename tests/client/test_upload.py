@@ -17,7 +17,7 @@ import pytest
 from deepva_scripted_server import Received, Reply, storage_json
 
 import deepva_watch
-from deepva_watch.deepva import RetryPolicy, SourceChanged, StorageObject, UploadRejected
+from deepva_watch.deepva import TransportError, RetryPolicy, SourceChanged, StorageObject, UploadRejected
 from deepva_watch.deepva.upload import Throttle
 
 
@@ -88,9 +88,21 @@ def test_upload_marked_failed_is_rejected(server, make_client, tmp_path):
     assert "upload_failed" in str(caught.value)
 
 
-def test_upload_is_rewound_and_resent_after_a_dropped_connection(server, make_client, sleep, tmp_path):
-    data = _random_file(tmp_path / "a.png", 2 * 1024 * 1024)
+def test_upload_cut_off_mid_body_is_not_resent_blindly(server, make_client, sleep, tmp_path):
+    """The server may keep a partial object: the caller cleans up before uploading again, so no duplicates pile up."""
+    _random_file(tmp_path / "a.png", 2 * 1024 * 1024)
     server.script("POST", "/storage/", Reply(drop=True), Reply(201, storage_json()))
+
+    with pytest.raises(TransportError) as caught:
+        make_client().upload(tmp_path / "a.png")
+
+    assert caught.value.maybe_applied and caught.value.retryable
+    assert len(server.requests_to("POST", "/storage/")) == 1 and sleep.delays == []
+
+
+def test_upload_is_resent_after_a_503(server, make_client, sleep, tmp_path):
+    data = _random_file(tmp_path / "a.png", 256 * 1024)
+    server.script("POST", "/storage/", Reply(503, {"detail": "busy"}), Reply(201, storage_json()))
     seen: list[int] = []
 
     make_client().upload(tmp_path / "a.png", on_progress=seen.append)

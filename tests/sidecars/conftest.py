@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from deepva_watch.deepva.models import Box, Detection, Job, Segment, SourceSumma
 from deepva_watch.media import MediaFacts
 from deepva_watch.sidecars import Provenance, SidecarSettings, WrittenSidecars, load_schema, publish_results
 
-PROCESSED_AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+PROCESSED_AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 MODULES = {"face_recognition": {"model": "celebrities", "max_distance": 0.7}, "object_scene_recognition": {}}
 
 
@@ -88,9 +88,9 @@ def job(items: Iterable[SummaryItem] = (), *, state: str = "completed", job_id: 
         modules=MODULES,
         summary=(SourceSummary(source="storage://abc", media_type="video", items=tuple(items)),),
         errors=errors,
-        time_created=datetime(2024, 5, 6, 7, 0, 0, tzinfo=timezone.utc),
-        time_started=datetime(2024, 5, 6, 7, 0, 1, tzinfo=timezone.utc),
-        time_completed=datetime(2024, 5, 6, 7, 5, 0, tzinfo=timezone.utc),
+        time_created=datetime(2024, 5, 6, 7, 0, 0, tzinfo=UTC),
+        time_started=datetime(2024, 5, 6, 7, 0, 1, tzinfo=UTC),
+        time_completed=datetime(2024, 5, 6, 7, 5, 0, tzinfo=UTC),
     )
 
 
@@ -102,7 +102,7 @@ def provenance(job_id: str = "job-1") -> Provenance:
         daemon_version="0.1.0",
         source_hash="blake2b-sampled:00ff",
         source_size=1234,
-        source_mtime=datetime(2024, 5, 1, tzinfo=timezone.utc),
+        source_mtime=datetime(2024, 5, 1, tzinfo=UTC),
         asset_id="asset-1",
     )
 

@@ -181,3 +181,25 @@ def test_corrupt_sidecar_is_moved_aside_not_destroyed(publish, make, watch_root:
     assert len(aside) == 1 and aside[0].read_bytes() == b"<x:xmpmeta><rdf:RDF>unclosed & broken"
     assert any("moved it to" in note for note in written.notes)
     assert tags_of(sidecar, make)["XMP-dc:Subject"] == ["Jane Doe"]
+
+
+EXAMPLE_WITH_REGION = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+ <rdf:Description rdf:about="" xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/"
+   xmlns:stArea="http://ns.adobe.com/xmp/sType/Area#">
+  <mwg-rs:Regions rdf:parseType="Resource"><mwg-rs:RegionList><rdf:Bag>
+   <rdf:li rdf:parseType="Resource"><mwg-rs:Name>Jane Doe</mwg-rs:Name><mwg-rs:Type>Face</mwg-rs:Type>
+    <mwg-rs:Area stArea:x="0.3" stArea:y="0.35" stArea:w="0.1" stArea:h="0.15" stArea:unit="normalized"/></rdf:li>
+  </rdf:Bag></mwg-rs:RegionList></mwg-rs:Regions>
+ </rdf:Description></rdf:RDF></x:xmpmeta>"""
+
+
+def test_a_region_that_was_already_there_is_not_doubled_nor_taken_over(publish, make, watch_root: Path) -> None:
+    sidecar = watch_root / "pic.jpg.xmp"
+    sidecar.write_text(EXAMPLE_WITH_REGION, encoding="utf-8")
+    same = [make.segment("Jane Doe", media_type="image", box=Box(0.25, 0.275, 0.1, 0.15))]
+    publish("pic.jpg", same, media=make.IMAGE)
+    regions = tags_of(sidecar, make)["XMP-mwg-rs:RegionInfo"]
+    assert [region["Name"] for region in regions["RegionList"]] == ["Jane Doe"]
+    publish("pic.jpg", [], media=make.IMAGE, job_id="job-2")  # nothing found now: their region stays
+    regions = tags_of(sidecar, make)["XMP-mwg-rs:RegionInfo"]
+    assert [region["Name"] for region in regions["RegionList"]] == ["Jane Doe"]

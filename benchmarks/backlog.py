@@ -1,0 +1,121 @@
+"""A backlog dropped at once, drained end to end against the emulator.
+
+Scenario 1 (throughput): N small images, emulator processing time 0 — files per second from the first drop to the last
+publish, the daemon's CPU seconds per file and peak RSS, the ledger's size.
+
+Scenario 2 (limits): M images, processing time 2 s, max_active_jobs 50 — the emulator's recorded peak of concurrent
+jobs (must not exceed 50), total wall time against the ideal (M × 2 s / 50), and API requests per completed job.
+
+    .venv/bin/python benchmarks/backlog.py                 # 5,000 and 1,000 files
+    .venv/bin/python benchmarks/backlog.py --files 500 --limited-files 200   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from common import FIXTURES, count_states, emulator_stats, report, start_daemon, start_emulator, wait_until
+
+
+def config_text(run: Path, api_url: str, watch: Path, *, max_active_jobs: int, poll: float) -> str:
+    return f"""api:
+  url: {api_url}
+  key_file: {run / 'api-key'}
+ledger: {run / 'ledger.sqlite3'}
+max_uploads: 4
+max_active_jobs: {max_active_jobs}
+poll_interval_seconds: {poll}
+max_requests_per_minute: 600
+folders:
+  - path: {watch}
+    settle_seconds: 0
+    watch: events
+    modules:
+      face_recognition: {{}}
+"""
+
+
+def drop(watch: Path, count: int) -> None:
+    """Write the files next door and rename them in: the drop itself should not be what we measure."""
+    staging = watch.parent / "staging"
+    staging.mkdir(exist_ok=True)
+    sample = (FIXTURES / "sample.jpg").read_bytes()
+    for index in range(count):
+        (staging / f"img{index:06d}.jpg").write_bytes(sample)
+    for path in staging.iterdir():
+        path.rename(watch / path.name)
+
+
+def run_scenario(files: int, processing_time: float, max_active_jobs: int, poll: float, timeout: float) -> dict:
+    run = Path(tempfile.mkdtemp(prefix="deepva-bench-"))
+    watch = run / "watch"
+    watch.mkdir()
+    emulator, api_url = start_emulator(run, processing_time)
+    daemon = start_daemon(run, config_text(run, api_url, watch, max_active_jobs=max_active_jobs, poll=poll))
+    try:
+        time.sleep(1.5)  # let the daemon start and take its first scan of the empty folder
+        cpu_before = daemon.cpu_seconds()
+        started = time.monotonic()
+        drop(watch, files)
+        done = wait_until(lambda: count_states(run / "ledger.sqlite3").get("published", 0) >= files, timeout, 0.1)
+        elapsed = time.monotonic() - started
+        cpu = daemon.cpu_seconds() - cpu_before
+        figures = {
+            "files": files,
+            "done": bool(done),
+            "states": count_states(run / "ledger.sqlite3"),
+            "elapsed": elapsed,
+            "cpu": cpu,
+            "rss_mb": daemon.peak_rss_mb(),
+            "emulator_cpu": emulator.cpu_seconds(),
+            "ledger_bytes": sum(p.stat().st_size for p in run.glob("ledger.sqlite3*")),
+            "stats": emulator_stats(api_url),
+        }
+    finally:
+        daemon.stop()
+        emulator.stop()
+    shutil.rmtree(run, ignore_errors=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--limited-files", type=int, default=1000)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+
+    if not args.skip_throughput:
+        result = run_scenario(args.files, 0.0, max_active_jobs=200, poll=0.2, timeout=900)
+        requests = sum(result["stats"]["requests"].values())
+        report(f"{args.files} images, processing time 0", [
+            ("all published", f"{result['done']} {result['states']}"),
+            ("wall time", f"{result['elapsed']:.1f} s"),
+            ("files per second", f"{args.files / result['elapsed']:.0f}  (target >= 200)"),
+            ("daemon CPU per file", f"{1000 * result['cpu'] / args.files:.2f} ms"),
+            ("emulator CPU per file", f"{1000 * result['emulator_cpu'] / args.files:.2f} ms (same machine, 2 cores)"),
+            ("daemon peak RSS", f"{result['rss_mb']:.0f} MB  (target <= 200)"),
+            ("ledger size", f"{result['ledger_bytes'] / 1e6:.1f} MB ({result['ledger_bytes'] / args.files:.0f} B/file)"),
+            ("API requests per job", f"{requests / max(1, result['stats']['jobs_created']):.2f}"),
+        ])
+
+    files = args.limited_files
+    result = run_scenario(files, 2.0, max_active_jobs=50, poll=0.25, timeout=900)
+    stats = result["stats"]
+    ideal = files * 2.0 / 50
+    requests = sum(stats["requests"].values())
+    report(f"{files} images, processing time 2 s, max_active_jobs 50", [
+        ("all published", f"{result['done']} {result['states']}"),
+        ("peak concurrent jobs (emulator)", f"{stats['peak_active_jobs']}  (limit 50)"),
+        ("wall time", f"{result['elapsed']:.1f} s; ideal {ideal:.1f} s; ratio {result['elapsed'] / ideal:.2f}  (target <= 1.15)"),
+        ("API requests per job", f"{requests / max(1, stats['jobs_created']):.2f}  (target <= 4)"),
+        ("requests by endpoint", ", ".join(f"{k}: {v}" for k, v in sorted(stats["requests"].items()))),
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What the benchmarks share: the emulator and the daemon as separate processes, and reading their figures.
+
+Each process is measured from /proc (CPU seconds, peak RSS), so the figures are the daemon's own and not mixed with
+the emulator's or the benchmark's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "media"
+KEY = "benchmark-key-7d1c0e9a44"
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout=timeout)
+
+
+def start_emulator(run: Path, processing_time: float) -> tuple[Process, str]:
+    key_file = run / "api-key"
+    key_file.write_text(KEY)
+    log = open(run / "emulator.log", "w")
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "deepva_watch", "emulator", "--host", "127.0.0.1", "--port", "0",
+         "--data-dir", str(run / "emulator-data"), "--key-file", str(key_file),
+         "--processing-time", str(processing_time)],
+        stdout=subprocess.PIPE, stderr=log, text=True,
+    )
+    line = popen.stdout.readline() if popen.stdout else ""
+    match = re.search(r"(http://\S+/api/v1)", line)
+    if not match:
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return Process(popen), match.group(1)
+
+
+def emulator_stats(api_url: str) -> dict:
+    base = api_url.split("/api/v1")[0]
+    with urllib.request.urlopen(f"{base}/_emulator/stats", timeout=10) as response:
+        return json.load(response)
+
+
+def start_daemon(run: Path, config_text: str, log_level: str = "warning") -> Process:
+    config = run / "config.yaml"
+    config.write_text(config_text)
+    log = open(run / "daemon.log", "w")
+    popen = subprocess.Popen([sys.executable, "-m", "deepva_watch", "run", "-c", str(config), "--log-level", log_level],
+                             stdout=log, stderr=subprocess.STDOUT)
+    return Process(popen)
+
+
+def count_states(ledger: Path) -> dict[str, int]:
+    if not ledger.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=30)
+    try:
+        return dict(conn.execute("SELECT state, COUNT(*) FROM assets GROUP BY state").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def report(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"\n== {title}")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")

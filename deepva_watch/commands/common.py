@@ -1,0 +1,163 @@
+"""What every operator command shares: loading the config, opening the ledger, naming files, printing results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from deepva_watch import log
+from deepva_watch.config import Config, load_config
+from deepva_watch.ledger import Asset, Ledger
+from deepva_watch.pipeline import folder_key
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+class CommandError(Exception):
+    """Something the operator must fix before the command can run (no ledger yet, a path outside every folder)."""
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config, without requiring watched folders to exist: status and cleanup must work while a share is down.
+
+    Logs go to stderr (warnings and worse unless ``--log-level`` says otherwise), so they never mix with ``--json``.
+    """
+    log.configure(args.log_level or "warning", stream=sys.stderr)
+    return load_config(args.config, check_paths=False)
+
+
+def open_ledger(config: Config, *, readonly: bool) -> Ledger:
+    """The daemon's ledger. Read-only commands open it read-only, so they can neither change nor lock it."""
+    if not config.ledger.is_file():
+        raise CommandError(f"no ledger at {config.ledger} yet: the daemon creates it on its first start")
+    become_owner_of(config.ledger)
+    return Ledger(config.ledger, readonly=readonly)
+
+
+def become_owner_of(path: Path) -> None:
+    """Run as the ledger's owner when started as root.
+
+    Even a read-only SQLite connection creates the ``-wal`` and ``-shm`` files next to a WAL ledger when they are
+    missing (the daemon is stopped). Created by root, they would lock the service user out of its own ledger at the
+    next start. Operators type ``sudo deepva-watch status``, so we take the owner's identity before opening anything.
+    """
+    if os.geteuid() != 0:
+        return
+    info = path.stat()
+    if info.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(info.st_gid)
+    os.setuid(info.st_uid)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def asset_json(asset: Asset, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    return {
+        "asset_id": asset.asset_id,
+        "folder": asset.folder,
+        "path": asset.relpath,
+        "state": asset.state,
+        "size": asset.size,
+        "attempts": asset.attempts,
+        "job_id": asset.job_id,
+        "job_state": asset.job_state,
+        "last_error": asset.last_error,
+        "created_at": iso(asset.created_at),
+        "updated_at": iso(asset.updated_at),
+        "age_seconds": round(max(0.0, now - asset.created_at), 1),
+    }
+
+
+def human_age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def parse_age(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``3d`` → seconds (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an age like 90s, 15m, 2h or 3d, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an age of 0 or more, got {text!r}")
+    return value * units[unit]
+
+
+@dataclass(frozen=True)
+class LedgerPath:
+    """A path as the operator typed it, and as the ledger names it."""
+
+    given: str
+    folder: str
+    relpath: str
+
+
+def ledger_path(config: Config, given: str) -> LedgerPath:
+    """Find the watched folder holding ``given`` (absolute, or relative to the current directory)."""
+    candidates = {os.path.normpath(os.path.abspath(given))}
+    try:
+        candidates.add(str(Path(given).resolve()))
+    except OSError:
+        pass
+    best: tuple[str, str, str] | None = None  # (root as matched, folder key, relpath)
+    for folder in config.folders:
+        key = folder_key(folder)
+        roots = {os.path.normpath(key)}
+        try:
+            roots.add(str(folder.path.resolve()))
+        except OSError:
+            pass
+        for path in candidates:
+            for root in roots:
+                if path.startswith(root.rstrip("/") + "/") and (best is None or len(root) > len(best[0])):
+                    best = (root, key, Path(path).relative_to(root).as_posix())
+    if best is None:
+        raise CommandError(f"{given} is not inside any watched folder")
+    return LedgerPath(given, best[1], best[2])
+
+
+def emit_json(document: Any, stream: TextIO | None = None) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False), file=stream or sys.stdout)
+
+
+class Progress:
+    """A one-line ``\\r`` counter on stderr for long walks, shown only when stderr is a terminal."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, every: float = 0.2) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.every = every
+        self._shown_at = 0.0
+        self._count = 0
+
+    def update(self, count: int) -> None:
+        self._count = count
+        if self.enabled and time.monotonic() - self._shown_at >= self.every:
+            self._shown_at = time.monotonic()
+            self.stream.write(f"\r{self.label}: {count}")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self._shown_at:
+            self.stream.write(f"\r{self.label}: {self._count}\n")
+            self.stream.flush()

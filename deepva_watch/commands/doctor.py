@@ -1,0 +1,270 @@
+"""``doctor``: every precondition of a working service, checked one by one, each failure with the fix.
+
+The checks go from the config outwards (key, API, folders, file systems, inotify, ledger, disk), and keep going after
+a failure so one run shows everything that is wrong. Nothing is changed: writability is proven by creating and
+removing a temporary file, which is the only test that is right for root, read-only mounts and ACLs alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from deepva_watch import log
+from deepva_watch.commands.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Progress, emit_json
+from deepva_watch.config import ApiConfig, Config, ConfigError, FolderConfig, Secret, load_config, resolve_api_key
+from deepva_watch.service.health import ledger_write_problem
+from deepva_watch.watch.mounts import choose_mode, is_remote
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+#: Below this the service soon stops (the ledger and sidecars need room); below the warning level it is time to act.
+FREE_FAIL_BYTES = 100 * 1024**2
+FREE_WARN_BYTES = 1024**3
+#: Share of the inotify watch limit one tree may take before we warn: other programs of the user need watches too.
+WATCH_SHARE_WARN = 0.8
+API_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+def run(args: argparse.Namespace) -> int:
+    log.configure(args.log_level or "error", stream=sys.stderr)
+    checks: list[Check] = []
+    config = _config_checks(args.config, checks)
+    if config is not None:
+        checks.extend(_api_checks(config, args.key_file))
+        for folder in config.folders:
+            checks.extend(folder_checks(folder))
+        checks.extend(inotify_checks(config))
+        checks.append(ledger_check(config.ledger))
+        checks.extend(disk_checks(config))
+    failed = any(check.status == FAIL for check in checks)
+    code = EXIT_CONFIG if config is None else EXIT_FAILURE if failed else EXIT_OK
+    if args.json:
+        emit_json({"ok": not failed, "checks": [check.as_json() for check in checks]})
+    else:
+        for check in checks:
+            mark = {OK: " OK ", WARN: "WARN", FAIL: "FAIL"}[check.status]
+            print(f"[{mark}] {check.name}: {check.detail}")
+            if check.fix and check.status != OK:
+                print(f"       fix: {check.fix}")
+        print("all checks passed" if not failed else "some checks failed; see the fixes above")
+    return code
+
+
+def _config_checks(path: Path, checks: list[Check]) -> Config | None:
+    fix = f"edit {path}; config.example.yaml documents every key; check with: deepva-watch check-config -c {path}"
+    try:
+        config = load_config(path, check_paths=False)
+    except ConfigError as error:
+        checks.append(Check("config", FAIL, str(error), fix))
+        return None
+    try:
+        load_config(path, check_paths=True)
+    except ConfigError as error:  # a missing folder: reported, and the other checks still run
+        checks.append(Check("config", FAIL, str(error), "create or mount the folder, or fix its path in the config"))
+    else:
+        checks.append(Check("config", OK, f"{path}: {len(config.folders)} folder(s)"))
+    return config
+
+
+def _api_checks(config: Config, key_file: Path | None) -> Iterator[Check]:
+    from deepva_watch.deepva import DeepVAClient, DeepVAError, NotAuthenticated, RetryPolicy, TransportError
+
+    api = config.api if key_file is None else _with_key_file(config, key_file)
+    try:
+        key: Secret = resolve_api_key(api)
+    except ConfigError as error:
+        yield Check("api key", FAIL, str(error),
+                    "put the key in /etc/deepva-watch/api-key (the service's credential), or pass --key-file when "
+                    "running doctor outside the service")
+        return
+    log.register_secret(key.reveal())
+    yield Check("api key", OK, "found")
+    client = DeepVAClient(
+        api.url, key.reveal(), retry=RetryPolicy(attempts=1),
+        timeout=(min(api.connect_timeout_seconds, API_TIMEOUT_SECONDS), min(api.read_timeout_seconds, API_TIMEOUT_SECONDS)),
+        verify=str(api.ca_bundle) if api.ca_bundle else True,
+    )
+    try:
+        client.list_jobs(limit=1)
+    except NotAuthenticated as error:
+        yield Check("api", FAIL, f"{api.url} refused the key ({error.status})",
+                    "copy the key again from the DeepVA web app into the key file; then: systemctl restart deepva-watch")
+    except TransportError as error:
+        yield Check("api", FAIL, f"{api.url} did not answer: {error.reason}",
+                    "check api.url, DNS, the firewall and any proxy; try: curl -sS -o /dev/null -w '%{http_code}' " + api.url)
+    except DeepVAError as error:
+        yield Check("api", FAIL, f"{api.url} answered with an error: {error}", "check api.url: it must end in /api/v1")
+    else:
+        yield Check("api", OK, f"{api.url} answers and accepts the key")
+    finally:
+        client.close()
+
+
+def _with_key_file(config: Config, key_file: Path) -> ApiConfig:
+    return dataclasses.replace(config.api, key_file=key_file)
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder``, found by creating (and removing) one; None when it can."""
+    if not folder.exists():
+        return f"{folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a directory"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".deepva-watch-doctor-", dir=folder)
+    except OSError as error:
+        return f"cannot create files in {folder}: {error.strerror}"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def folder_checks(folder: FolderConfig) -> Iterator[Check]:
+    name = f"folder {folder.path}"
+    if not folder.path.is_dir():
+        yield Check(name, FAIL, "does not exist or is not a directory", "create it, mount the share, or fix the path")
+        return
+    try:
+        with os.scandir(folder.path) as entries:
+            next(entries, None)
+    except OSError as error:
+        yield Check(name, FAIL, f"not readable: {error.strerror}",
+                    f"give the service user read access, e.g.: setfacl -R -m u:deepva-watch:rX {folder.path}")
+        return
+    if folder.anchor_file and not (folder.path / folder.anchor_file).exists():
+        yield Check(name, WARN, f"anchor file {folder.anchor_file} is missing: the folder would be paused",
+                    "mount the share, or create the anchor file on it")
+    else:
+        yield Check(name, OK, "readable")
+    target = folder.sidecars.output_dir or folder.path
+    if folder.sidecars.xmp or folder.sidecars.json:
+        existing = target
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        problem = writable_problem(existing) if existing.is_dir() or existing == target else f"{existing} is not a directory"
+        if problem:
+            yield Check(f"sidecars {target}", FAIL, f"not writable: {problem}",
+                        f"give the service user write access (setfacl -m u:deepva-watch:rwX {target}), add {target} to "
+                        f"ReadWritePaths= (systemctl edit deepva-watch), or set sidecars.output_dir to a writable folder")
+        else:
+            yield Check(f"sidecars {target}", OK, "writable")
+    choice = choose_mode(folder.watch, folder.path)
+    fs = choice.fstype or "unknown"
+    if choice.mode == "events" and choice.fstype and is_remote(choice.fstype):
+        yield Check(f"watch {folder.path}", WARN,
+                    f"{fs} is a network file system but watch is 'events': files written by other machines raise no "
+                    "events and are only found by the periodic rescan", "set watch: auto (or poll) for this folder")
+    else:
+        yield Check(f"watch {folder.path}", OK, f"file system {fs}: {choice.mode} ({choice.reason})")
+
+
+def count_folders(root: Path, recursive: bool, progress: Progress) -> int:
+    """Folders inotify needs one watch each for: the root and, when recursive, every folder below it."""
+    if not recursive:
+        return 1
+    count = 0
+    stack = [str(root)]
+    while stack:
+        current = stack.pop()
+        count += 1
+        progress.update(count)
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    progress.done()
+    return count
+
+
+def inotify_checks(config: Config, limit_file: Path = MAX_USER_WATCHES) -> Iterator[Check]:
+    watched = [folder for folder in config.folders if folder.path.is_dir() and choose_mode(folder.watch, folder.path).mode == "events"]
+    if not watched:
+        return
+    try:
+        limit = int(limit_file.read_text().strip())
+    except (OSError, ValueError):
+        yield Check("inotify", WARN, f"cannot read {limit_file}", "")
+        return
+    needed = sum(count_folders(folder.path, folder.recursive, Progress(f"counting folders in {folder.path}")) for folder in watched)
+    detail = f"{needed} folder(s) to watch, limit {limit} (fs.inotify.max_user_watches)"
+    new_limit = max(needed * 2, 524288)
+    fix = (f"raise the limit: echo fs.inotify.max_user_watches={new_limit} > /etc/sysctl.d/60-deepva-watch.conf && "
+           "sysctl --system (or set watch: poll on the biggest folders)")
+    if needed > limit:
+        yield Check("inotify", FAIL, detail + ": sub-folders past the limit would go unwatched", fix)
+    elif needed > limit * WATCH_SHARE_WARN:
+        yield Check("inotify", WARN, detail + ": close to the limit, shared with every other program of the user", fix)
+    else:
+        yield Check("inotify", OK, detail)
+
+
+def ledger_check(path: Path) -> Check:
+    """Whether the ledger (or the folder it will be created in) can be written, without opening it.
+
+    Opening it with SQLite, even read-only, would create its ``-wal`` and ``-shm`` files as whoever runs doctor
+    (usually root) when the daemon is stopped, and lock the service user out; see ``become_owner_of``.
+    """
+    name = f"ledger {path}"
+    fix = (f"the service user must be able to write {path} and {path.parent}: check their owner and mode "
+           f"(chown -R deepva-watch: {path.parent}), that the file system is mounted read-write, and the free space")
+    if not path.exists():
+        existing = path.parent
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        problem = writable_problem(existing)
+        if problem:
+            return Check(name, FAIL, f"not created yet, and cannot be: {problem}",
+                         f"create {path.parent} writable for the service user (the unit's StateDirectory does this)")
+        return Check(name, OK, "not created yet; the daemon creates it on its first start")
+    problem = ledger_write_problem(path)
+    if problem:
+        return Check(name, FAIL, f"cannot be written: {problem}", fix)
+    return Check(name, OK, "writable")
+
+
+def disk_checks(config: Config) -> Iterator[Check]:
+    places: dict[int, tuple[Path, str]] = {}
+    candidates = [(config.ledger.parent, "ledger")] + [
+        (folder.sidecars.output_dir or folder.path, "sidecars") for folder in config.folders
+    ]
+    for path, what in candidates:
+        existing = path
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        try:
+            device = existing.stat().st_dev
+        except OSError:
+            continue
+        places.setdefault(device, (existing, what))
+    for path, what in places.values():
+        stats = os.statvfs(path)
+        free = stats.f_bavail * stats.f_frsize
+        detail = f"{free / 1024**3:.1f} GiB free ({what})"
+        fix = f"free space on the file system holding {path}"
+        if free < FREE_FAIL_BYTES:
+            yield Check(f"disk {path}", FAIL, detail, fix)
+        elif free < FREE_WARN_BYTES:
+            yield Check(f"disk {path}", WARN, detail, fix)
+        else:
+            yield Check(f"disk {path}", OK, detail)

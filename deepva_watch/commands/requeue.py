@@ -1,0 +1,186 @@
+"""``retry``, ``reprocess`` and ``forget``: the only commands that change the ledger, each row by one conditional UPDATE.
+
+They are safe while the daemon runs because every change here, like every change the daemon makes, only lands if the
+row is still in the state we read: if a worker moved it in between, our change is refused and we say so. Rows in a
+working state (a worker is uploading, submitting or publishing them right now) are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from deepva_watch import ledger as states
+from deepva_watch.commands.common import (
+    EXIT_FAILURE, EXIT_OK, LedgerPath, emit_json, ledger_path, load, open_ledger,
+)
+from deepva_watch.config import Config
+from deepva_watch.ledger import Asset, Ledger, TransitionLost
+from deepva_watch.pipeline import folder_by_key
+
+#: A new DeepVA job starts from a clean slate: nothing of the old job may leak into the new one's tracking.
+_NO_JOB: Mapping[str, Any] = {
+    "job_id": None, "job_state": None, "job_progress": None, "job_errors": None, "submit_attempted": 0,
+    "submitted_at": None, "completed_at": None, "published_at": None,
+}
+_NO_STORAGE: Mapping[str, Any] = {"storage_url": None, "storage_id": None}
+_IN_FLIGHT = (states.SUBMITTED, states.COMPLETED, states.JOB_FAILED)
+
+
+@dataclass(frozen=True)
+class Target:
+    state: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+
+
+def _new_job(asset: Asset, config: Config) -> Target:
+    """Back to just before job creation, or before the upload when the uploaded copy may be gone."""
+    folder = folder_by_key(config).get(asset.folder)
+    copy_deleted = config.delete_storage_after_completion and (folder is None or folder.source == "upload")
+    if asset.storage_url and not copy_deleted:
+        return Target(states.UPLOADED, _NO_JOB, "a new job will be created")
+    return Target(states.ACCEPTED, {**_NO_JOB, **_NO_STORAGE}, "it will be uploaded again and get a new job")
+
+
+def _unsniffed(asset: Asset) -> bool:
+    return asset.kind is None
+
+
+def retry_target(asset: Asset, config: Config) -> Target | Refusal:
+    """Where a failed row goes back in: to the start of the step that failed."""
+    if asset.state != states.FAILED:
+        return Refusal(f"not failed (it is {asset.state})")
+    if asset.job_state in ("failed", "stopped"):  # DeepVA's job failed: only a new job can help
+        return _new_job(asset, config)
+    if asset.job_state == "completed":
+        return Target(states.COMPLETED, {"published_at": None}, "its sidecars will be written again")
+    if asset.job_id:
+        return Target(states.SUBMITTED, {}, "its job will be tracked again")
+    if asset.storage_url:
+        return Target(states.UPLOADED, {}, "its job will be created")  # submit_attempted kept: look for the tag first
+    if _unsniffed(asset):
+        return Target(states.SETTLING, {"stable_since": time.time()}, "it will be checked again")
+    return Target(states.ACCEPTED, {}, "it will be uploaded again")
+
+
+def reprocess_target(asset: Asset, config: Config) -> Target | Refusal:
+    """A new DeepVA job for the file, whatever happened before; refused while something is still under way."""
+    if asset.state in states.WORKING_STATES:
+        return Refusal(f"the daemon is working on it right now ({asset.state}); try again in a moment")
+    if asset.state in _IN_FLIGHT:
+        return Refusal(f"its DeepVA job is still under way ({asset.state}); wait for it to finish")
+    if asset.state in states.UNSUBMITTED_STATES:
+        return Refusal(f"already queued ({asset.state})")
+    if asset.state == states.GONE:
+        return Refusal("the file is gone")
+    if asset.state == states.SUPERSEDED:
+        return Refusal("a newer version of the file is in the ledger")
+    if asset.state == states.REJECTED or _unsniffed(asset):
+        return Target(states.SETTLING, {**_NO_JOB, **_NO_STORAGE, "stable_since": time.time()}, "it will be checked again")
+    return _new_job(asset, config)
+
+
+@dataclass(frozen=True)
+class Result:
+    path: str
+    asset_id: str | None
+    done: bool
+    detail: str
+    from_state: str | None = None
+    to_state: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "asset_id": self.asset_id, "done": self.done, "from": self.from_state,
+                "to": self.to_state, "detail": self.detail}
+
+
+def _apply(ledger: Ledger, asset: Asset, decision: Target | Refusal, shown: str) -> Result:
+    if isinstance(decision, Refusal):
+        return Result(shown, asset.asset_id, False, decision.reason, asset.state)
+    now = time.time()
+    changes = {"attempts": 0, "next_attempt_at": now, "last_error": None, "error_retryable": None, **decision.changes}
+    try:
+        ledger.transition(asset, asset.state, decision.state, now, **changes)
+    except TransitionLost:
+        return Result(shown, asset.asset_id, False, "the daemon moved it on meanwhile; look again", asset.state)
+    return Result(shown, asset.asset_id, True, decision.why, asset.state, decision.state)
+
+
+def _named(config: Config, ledger: Ledger, paths: list[str]) -> list[tuple[LedgerPath, Asset | None]]:
+    named = []
+    for given in paths:
+        where = ledger_path(config, given)
+        named.append((where, ledger.latest_version(where.folder, where.relpath)))
+    return named
+
+
+def retry(args: argparse.Namespace) -> int:
+    config = load(args)
+    ledger = open_ledger(config, readonly=False)
+    results = []
+    if args.paths:
+        for where, asset in _named(config, ledger, args.paths):
+            if asset is None:
+                results.append(Result(where.given, None, False, "not in the ledger"))
+            else:
+                results.append(_apply(ledger, asset, retry_target(asset, config), where.given))
+    else:
+        for asset in ledger.query(states=[states.FAILED], limit=args.limit):
+            results.append(_apply(ledger, asset, retry_target(asset, config), f"{asset.folder}/{asset.relpath}"))
+    return _report(args, "retry", results)
+
+
+def reprocess(args: argparse.Namespace) -> int:
+    config = load(args)
+    ledger = open_ledger(config, readonly=False)
+    results = []
+    for where, asset in _named(config, ledger, args.paths):
+        if asset is None:
+            results.append(Result(where.given, None, False, "not in the ledger (the daemon will find it by itself)"))
+        else:
+            results.append(_apply(ledger, asset, reprocess_target(asset, config), where.given))
+    return _report(args, "reprocess", results)
+
+
+def forget(args: argparse.Namespace) -> int:
+    config = load(args)
+    ledger = open_ledger(config, readonly=False)
+    results = []
+    for where, asset in _named(config, ledger, args.paths):
+        if asset is None:
+            results.append(Result(where.given, None, False, "not in the ledger"))
+            continue
+        removed = ledger.forget_idle(where.folder, where.relpath)
+        if removed:
+            results.append(Result(where.given, asset.asset_id, True, f"{removed} version(s) removed", asset.state))
+        else:
+            results.append(Result(where.given, asset.asset_id, False,
+                                  "the daemon is working on it right now; try again in a moment", asset.state))
+    return _report(args, "forget", results)
+
+
+def _report(args: argparse.Namespace, command: str, results: list[Result]) -> int:
+    if args.json:
+        emit_json({"command": command, "results": [result.as_json() for result in results],
+                   "changed": sum(result.done for result in results)})
+    else:
+        if not results:
+            print(f"{command}: nothing to do")
+        for result in results:
+            if result.done:
+                moved = f"{result.from_state} → {result.to_state}" if result.to_state else result.from_state
+                print(f"{command}: {result.path}: {moved}; {result.detail}")
+            else:
+                print(f"{command}: {result.path}: not changed: {result.detail}")
+    return EXIT_OK if all(result.done for result in results) else EXIT_FAILURE
+
+
+__all__ = ["forget", "reprocess", "reprocess_target", "retry", "retry_target"]

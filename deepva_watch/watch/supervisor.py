@@ -1,0 +1,421 @@
+"""FolderWatch: everything about noticing files in one folder, behind the few calls the daemon makes.
+
+The daemon neither knows nor cares whether a folder is watched with inotify or by polling, or whether it is paused
+because its share dropped: it calls :meth:`FolderWatch.start`, then :meth:`FolderWatch.tick` from its main loop, and
+:meth:`FolderWatch.stop`. All slow work (walking the tree, statting, ledger writes, even looking at the root, which
+blocks for minutes on a hung NFS mount) happens on the folder's own worker thread; ``tick`` only wakes it.
+
+What the worker does, each time it wakes (on an event, a request, or at least every second):
+
+1. **Is the folder trustworthy?** The root must exist, be a readable folder, carry its anchor file if one is
+   configured, and not have turned empty while the ledger knows many files there. If not, the folder is *paused*
+   with a loud log line: no event or scan result is applied, so nothing is marked gone and nothing is submitted
+   again. When it is back, the folder resumes with a full reconcile against the ledger (which identifies files by
+   path, size and mtime, and by sampled content hash when a remount shifted mtimes). A root that is back as a
+   different directory (a remount) gets fresh inotify watches.
+2. **Events** (inotify, local disks): the hints queued by watchdog's thread are statted and recorded in batches.
+   An overflow of the kernel queue, or a folder moved in, asks for a scan. A slow periodic rescan
+   (``rescan_interval_seconds``) reconciles with the ledger anyway: events are only hints. Hitting the inotify watch
+   limit switches the folder to polling, with a warning naming the sysctl to raise.
+3. **Polling** (SMB, NFS, FUSE): every ``poll_interval_seconds`` a scan is compared with the previous one in memory;
+   every ``rescan_interval_seconds`` with the ledger itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import errno
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import structlog
+
+from deepva_watch import ledger as states
+from deepva_watch.config import FolderConfig
+from deepva_watch.ledger import Ledger
+from deepva_watch.pipeline import Clock, folder_key
+from deepva_watch.stages.discover import (
+    Sighting,
+    Snapshot,
+    apply_scan,
+    mark_vanished,
+    record_sightings,
+    relative,
+    root_problem,
+    scan_tree,
+    sighting_for,
+)
+from deepva_watch.watch.events import EVENT_FILTER, HintQueue
+from deepva_watch.watch.inotify import WATCH_LIMIT_SYSCTL, WatchReport, start_observer
+from deepva_watch.watch.mounts import MOUNTINFO, ModeChoice, choose_mode
+
+log = structlog.get_logger("deepva_watch.watch")
+
+#: The worker looks at the root at least this often, so a dropped share is noticed (and a returned one resumed) fast.
+HEALTH_CHECK_SECONDS = 1.0
+#: A root that lists as completely empty while the ledger knows at least this many files in it is taken for a share
+#: that dropped (the empty mount point shows through), not for an operator who deleted everything.
+EMPTY_GUARD_FILES = 10
+
+ObserverFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """What operators (status, metrics, health) may want to know about a folder's watch."""
+
+    folder: str
+    mode: str  # "events", "poll", or "starting" before the worker decided
+    paused: bool
+    reason: str  # why paused; empty when not
+    last_scan_at: float | None
+    files_seen: int
+    why_mode: str = ""
+    fstype: str | None = None
+    watches: int = 0
+    overflows: int = 0
+    scans: int = 0
+
+
+class FolderWatch:
+    def __init__(
+        self,
+        folder: FolderConfig,
+        ledger: Ledger,
+        clock: Clock,
+        on_sighting: Callable[[], None],
+        *,
+        mountinfo: Path = MOUNTINFO,
+        observer_factory: ObserverFactory = start_observer,
+    ) -> None:
+        self.folder = folder
+        self.ledger = ledger
+        self.clock = clock
+        self.on_sighting = on_sighting
+        self.key = folder_key(folder)
+        self.root = folder.path.absolute()
+        self._mountinfo = mountinfo
+        self._observer_factory = observer_factory
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._hints = HintQueue(self._wake)
+        self._report = WatchReport(on_overflow=self._on_overflow, on_watch_limit=self._on_watch_limit)
+        self._observer: Any = None
+        self._thread: threading.Thread | None = None
+        self._choice: ModeChoice | None = None
+        self._mode = "starting"
+        self._paused_reason: str | None = None
+        self._identity: tuple[int, int] | None = None
+        self._snapshot: Snapshot | None = None  # the last scan, kept while polling
+        self._rescan_reasons: set[str] = set()
+        self._reasons_lock = threading.Lock()
+        self._folders_in: set[str] = set()
+        self._watch_limit_at: str | None = None
+        self._next_scan = 0.0
+        self._next_reconcile = 0.0
+        self._last_scan_at: float | None = None
+        self._files_seen = 0
+        self._overflows = 0
+        self._scans = 0
+        self.scanned = threading.Event()  # set after the first completed scan; tests and benchmarks wait on it
+
+    # -- what the daemon calls ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Returns at once; the worker chooses the mode, sets up watches and runs the first scan."""
+        self._request_scan("start")
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), name=f"watch:{self.root.name}", daemon=True)
+        self._thread.start()
+
+    def tick(self) -> None:
+        """Called every half second by the daemon's main loop: only wakes the worker, and notices if it died."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stopping.is_set():
+            log.error("watch_worker_died", folder=self.key, note="restarting it")
+            self.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._stop_observer()
+
+    def status(self) -> FolderStatus:
+        choice = self._choice
+        return FolderStatus(
+            folder=self.key,
+            mode=self._mode,
+            paused=self._paused_reason is not None,
+            reason=self._paused_reason or "",
+            last_scan_at=self._last_scan_at,
+            files_seen=self._files_seen,
+            why_mode=choice.reason if choice else "",
+            fstype=choice.fstype if choice else None,
+            watches=self._report.watches if self._observer is not None else 0,
+            overflows=self._overflows,
+            scans=self._scans,
+        )
+
+    # -- requests from other threads ------------------------------------------------------------------------------
+
+    def request_rescan(self, reason: str = "requested") -> None:
+        self._request_scan(reason)
+
+    def simulate_overflow(self) -> None:
+        """Exactly what the kernel's IN_Q_OVERFLOW leads to (watchdog re-adds its watches, we rescan); for tests."""
+        if self._observer is not None and hasattr(self._observer, "simulate_overflow"):
+            self._observer.simulate_overflow()
+        else:
+            self._on_overflow()
+
+    def _request_scan(self, reason: str) -> None:
+        with self._reasons_lock:
+            self._rescan_reasons.add(reason)
+        self._wake.set()
+
+    def _on_overflow(self) -> None:  # watchdog's thread
+        self._overflows += 1
+        self._request_scan("event queue overflow")
+
+    def _on_watch_limit(self, path: str) -> None:  # watchdog's thread, or ours during start
+        self._watch_limit_at = path
+        self._wake.set()
+
+    # -- the worker ------------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        bound = structlog.contextvars.bound_contextvars(folder=self.key)
+        with bound:
+            self._choose_mode()
+            while not self._stopping.is_set():
+                try:
+                    self._step()
+                except Exception as error:  # the worker must outlive any one bad scan; the next one tries again
+                    log.error("watch_step_failed", error=repr(error)[:300], trace=traceback.format_exc(limit=6))
+                    self._stopping.wait(HEALTH_CHECK_SECONDS)
+                self._wake.wait(self._idle_seconds())
+                self._wake.clear()
+            self._stop_observer()
+
+    def _choose_mode(self) -> None:
+        self._choice = choose_mode(self.folder.watch, self.root, self._mountinfo)
+        self._mode = self._choice.mode
+        log.info("watching", mode=self._mode, why=self._choice.reason, fstype=self._choice.fstype,
+                 recursive=self.folder.recursive, modules=sorted(self.folder.modules),
+                 settle_seconds=self.folder.settle_seconds,
+                 poll_interval_seconds=self.folder.poll_interval_seconds if self._mode == "poll" else None,
+                 rescan_interval_seconds=self.folder.rescan_interval_seconds)
+
+    def _idle_seconds(self) -> float:
+        until_scan = (self._next_scan if self._mode == "poll" else self._next_reconcile) - time.monotonic()
+        return max(0.0, min(HEALTH_CHECK_SECONDS, until_scan))
+
+    def _step(self) -> None:
+        if not self._healthy():
+            return
+        if self._mode == "events":
+            if self._watch_limit_at is not None:
+                self._fall_back_to_polling(self._watch_limit_at)
+            elif self._observer is None:
+                self._start_observer()
+        now_mono = time.monotonic()
+        with self._reasons_lock:
+            reasons, self._rescan_reasons = self._rescan_reasons, set()
+        if now_mono >= self._next_reconcile:
+            reasons.add("periodic reconcile")
+        if reasons:
+            self._hints.clear()  # a full scan covers everything they could tell; later ones are handled next time
+            self._folders_in.clear()
+            self._scan(reconcile=True, why=", ".join(sorted(reasons)))
+        elif self._mode == "poll" and now_mono >= self._next_scan:
+            self._scan(reconcile=False, why="poll")
+        elif self._mode == "events":
+            self._apply_hints()
+
+    # -- health and pausing ----------------------------------------------------------------------------------------
+
+    def _healthy(self) -> bool:
+        problem = root_problem(self.folder)
+        if problem is None:
+            try:
+                info = os.stat(self.root)
+                identity = (info.st_dev, info.st_ino)
+            except OSError as error:
+                problem, identity = f"the folder is not reachable ({error.strerror})", None
+            if identity is not None and self._identity is not None and identity != self._identity:
+                log.warning("folder_replaced", note="the folder is back as a different directory (remounted?); "
+                            "watching it afresh and reconciling with the ledger")
+                self._stop_observer()
+                self._request_scan("folder remounted")
+            if identity is not None:
+                self._identity = identity
+        if problem is None and self._paused_reason is not None:
+            problem = self._still_down(self._paused_reason)
+        if problem is not None:
+            self._pause(problem)
+            return False
+        if self._paused_reason is not None:
+            self._resume()
+        return True
+
+    def _still_down(self, paused_for: str) -> str | None:
+        """A paused folder also has to list again (and to hold something, if emptiness paused it) before it resumes."""
+        try:
+            with os.scandir(self.root) as entries:
+                first = next(entries, None)
+        except OSError as error:
+            return f"the folder cannot be listed ({error.strerror or repr(error)})"
+        if first is None and paused_for.startswith("suddenly empty"):
+            return paused_for
+        return None
+
+    def _pause(self, reason: str) -> None:
+        if self._paused_reason is not None and self._paused_reason != reason:
+            log.warning("folder_still_paused", reason=reason)
+        if self._paused_reason is None:
+            log.error("folder_paused", reason=reason,
+                      note="no file in this folder is marked gone or submitted again while it is paused; "
+                           "it resumes by itself when the folder is back")
+        self._paused_reason = reason
+        self._hints.enabled = False
+        self._hints.clear()
+        self._stop_observer()  # its watches may sit on a directory that is no longer ours
+        self._snapshot = None
+
+    def _resume(self) -> None:
+        log.warning("folder_resumed", after=self._paused_reason, note="reconciling with the ledger")
+        self._paused_reason = None
+        self._hints.enabled = True
+        self._request_scan("folder back")
+
+    # -- events ----------------------------------------------------------------------------------------------------
+
+    def _start_observer(self) -> None:
+        self._hints.enabled = True
+        try:
+            self._observer = self._observer_factory(
+                str(self.root), self._hints, self._report, recursive=self.folder.recursive,
+                follow_symlinks=self.folder.follow_symlinks, event_filter=EVENT_FILTER,
+            )
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                self._fall_back_to_polling(str(self.root))
+                return
+            log.warning("events_unavailable", error=error.strerror or repr(error), note="polling this folder instead")
+            self._mode = "poll"
+            return
+        self._request_scan("watches up")  # anything written before the watches were in place
+
+    def _fall_back_to_polling(self, path: str) -> None:
+        log.warning("inotify_watch_limit", at=path, watches=self._report.watches,
+                    note=f"the inotify watch limit is reached; polling this folder instead. Raise it with "
+                         f"'sysctl -w {WATCH_LIMIT_SYSCTL}=524288' (and in /etc/sysctl.d/) to use events again")
+        self._stop_observer()
+        self._watch_limit_at = None
+        self._mode = "poll"
+        self._next_scan = 0.0
+        self._request_scan("switched to polling")
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            try:
+                observer.stop()
+                observer.join(timeout=5)
+            except Exception as error:  # a dead share can make inotify_rm_watch fail; the watches die with the fd
+                log.debug("observer_stop_failed", error=repr(error)[:200])
+
+    def _apply_hints(self) -> None:
+        hints = self._hints.drain()
+        if not hints:
+            return
+        seen: dict[str, None] = {}
+        left: dict[str, None] = {}
+        folders_out: list[str] = []
+        for hint in hints:
+            if hint.kind == "seen":
+                seen[hint.path] = None
+                left.pop(hint.path, None)
+            elif hint.kind == "left":
+                left[hint.path] = None
+            elif hint.kind == "folder_in":
+                self._folders_in.add(hint.path)
+            else:
+                folders_out.append(hint.path)
+        now = self.clock.now()
+        sightings: dict[str, Sighting] = {}
+        for path in seen:
+            sighting = sighting_for(self.folder, Path(path))
+            if sighting is not None:
+                sightings[sighting.relpath] = sighting
+        for path in list(self._folders_in):
+            relpath = relative(self.root, Path(path))
+            self._folders_in.discard(path)
+            if relpath and relpath != ".":
+                for relpath_in, (size, mtime_ns) in scan_tree(self.folder, under=relpath).files.items():
+                    sightings[relpath_in] = Sighting(relpath_in, size, mtime_ns)
+        gone_paths = [relpath for path in left if (relpath := relative(self.root, Path(path))) and relpath not in sightings]
+        for path in folders_out:
+            prefix = relative(self.root, Path(path))
+            if prefix:
+                latest = self.ledger.latest_versions(self.key)
+                gone_paths.extend(relpath for relpath, (_, _, state) in latest.items()
+                                  if relpath.startswith(prefix + "/") and state in states.UNSUBMITTED_STATES)
+        if root_problem(self.folder) is not None:
+            return  # the share dropped while we were looking: these hints prove nothing
+        new = record_sightings(self.ledger, self.folder, sightings.values(), now)
+        if gone_paths:
+            mark_vanished(self.ledger, self.folder, gone_paths, now)
+        if sightings:
+            self.on_sighting()
+        if new:
+            log.debug("events_applied", hints=len(hints), new=new)
+
+    # -- scans -----------------------------------------------------------------------------------------------------
+
+    def _scan(self, *, reconcile: bool, why: str) -> None:
+        started = time.monotonic()
+        result = scan_tree(self.folder)
+        if result.root_error is not None:
+            self._pause(f"the folder cannot be listed ({result.root_error})")
+            return
+        previous = None if reconcile else self._snapshot
+        if result.root_entries == 0:
+            known = len(previous) if previous is not None else self._known_live_files()
+            if known >= EMPTY_GUARD_FILES:
+                self._pause(f"suddenly empty while {known} files are known to be there")
+                return
+        problem = root_problem(self.folder)
+        if problem is not None:  # the share dropped during the walk: what the walk missed is not gone
+            self._pause(problem)
+            return
+        if previous is not None and result.unreadable:
+            blind = tuple(prefix + "/" for prefix in result.unreadable)
+            result.files.update({k: v for k, v in previous.items() if k.startswith(blind)})
+        now = self.clock.now()
+        new, gone = apply_scan(self.ledger, self.folder, result.files, now, previous=previous, unreadable=result.unreadable)
+        self._snapshot = result.files if self._mode == "poll" else None
+        self._files_seen, self._last_scan_at, self._scans = len(result.files), now, self._scans + 1
+        mono = time.monotonic()
+        self._next_scan = mono + self.folder.poll_interval_seconds
+        if reconcile:
+            self._next_reconcile = mono + self.folder.rescan_interval_seconds
+        level = log.info if reconcile or new or gone else log.debug
+        level("scanned", why=why, mode=self._mode, files=len(result.files), folders=result.folders, new=new, gone=gone,
+              unreadable=result.unreadable[:5] or None, ms=round((mono - started) * 1000))
+        self.scanned.set()
+        if new:
+            self.on_sighting()
+
+    def _known_live_files(self) -> int:
+        return sum(1 for _, _, state in self.ledger.latest_versions(self.key).values() if state not in _NOT_THERE)
+
+
+_NOT_THERE = frozenset({states.GONE, states.SUPERSEDED})

@@ -1,0 +1,97 @@
+"""scripts/install-service: a dry run changes nothing, and an install into a prefix is complete and idempotent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deepva_watch.config import load_config
+
+REPO = Path(__file__).parents[2]
+SCRIPT = REPO / "scripts" / "install-service"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int, bytes]]:
+    return {
+        str(path.relative_to(root)): (path.stat().st_mode, path.stat().st_uid, path.stat().st_gid,
+                                      path.read_bytes() if path.is_file() else b"")
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_dry_run_only_says_what_it_would_do(tmp_path: Path) -> None:
+    result = _run("--dry-run", "--root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "would run: groupadd --system --prefix" in result.stdout
+    assert f"would run: install -m 0644 {REPO}/systemd/deepva-watch.service {tmp_path}/etc/systemd/system/deepva-watch.service" in result.stdout
+    assert "would run: python3 -m venv" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_against_the_real_system_changes_nothing() -> None:
+    result = _run("--dry-run", "--skip-venv")
+    assert result.returncode == 0, result.stderr
+    assert "systemctl enable --now deepva-watch" in result.stdout
+    assert "+ " not in result.stdout.replace("would run: ", "")  # nothing was executed
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("groupadd")):
+        pytest.skip("installing into a prefix needs root and useradd/groupadd (shadow utilities)")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\n")
+    return tmp_path
+
+
+def test_install_into_a_prefix_creates_everything_once(prefix: Path) -> None:
+    first = _run("--root", str(prefix), "--skip-venv")
+    assert first.returncode == 0, first.stderr + first.stdout
+
+    user = [line for line in (prefix / "etc/passwd").read_text().splitlines() if line.startswith("deepva-watch:")]
+    assert len(user) == 1 and user[0].endswith(":/var/lib/deepva-watch:/usr/sbin/nologin")
+    gid = int(next(line for line in (prefix / "etc/group").read_text().splitlines() if line.startswith("deepva-watch:")).split(":")[2])
+    uid = int(user[0].split(":")[2])
+
+    key = prefix / "etc/deepva-watch/api-key"
+    info = key.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, key.read_text()) == (0o640, 0, gid, "")
+    state = (prefix / "var/lib/deepva-watch").stat()
+    assert (stat.S_IMODE(state.st_mode), state.st_uid, state.st_gid) == (0o750, uid, gid)
+    unit = prefix / "etc/systemd/system/deepva-watch.service"
+    assert unit.read_bytes() == (REPO / "systemd/deepva-watch.service").read_bytes()
+
+    config_path = prefix / "etc/deepva-watch/config.yaml"
+    config = load_config(config_path, check_paths=False)
+    assert config.api.key_file is None  # the unit hands the key over as a credential
+
+    key.write_text("the-operators-real-key\n")
+    config_path.write_text(config_path.read_text() + "# edited by the operator\n")
+    before = _tree(prefix)
+    second = _run("--root", str(prefix), "--skip-venv")
+    assert second.returncode == 0, second.stderr
+    assert "+ " not in second.stdout  # nothing to do the second time
+    assert "api key" in second.stdout and "exists, kept" in second.stdout
+    assert _tree(prefix) == before
+
+
+def test_an_outdated_unit_is_replaced(prefix: Path) -> None:
+    assert _run("--root", str(prefix), "--skip-venv").returncode == 0
+    unit = prefix / "etc/systemd/system/deepva-watch.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n")
+    result = _run("--root", str(prefix), "--skip-venv")
+    assert f"+ install -m 0644 {REPO}/systemd/deepva-watch.service {unit}" in result.stdout
+    assert unit.read_bytes() == (REPO / "systemd/deepva-watch.service").read_bytes()
