@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +35,31 @@ def require_program(name: str) -> str:
 @pytest.fixture
 def media_fixtures() -> Path:
     return FIXTURES
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def make_emulator(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """An emulator with settings of the test's choosing (on-prem roots, webhook secret, faults)."""
+    from deepva_watch.emulator import Emulator, EmulatorConfig
+
+    started: list[Any] = []
+
+    def factory(**settings: Any) -> Any:
+        settings.setdefault("processing_time", 0.3)
+        emu = Emulator(EmulatorConfig(host="127.0.0.1", port=0, data_dir=tmp_path / f"emulator-data-{len(started)}",
+                                      api_key=API_KEY, **settings)).start()
+        started.append(emu)
+        return emu
+
+    yield factory
+    for emu in started:
+        emu.stop()
 
 
 @pytest.fixture
@@ -102,13 +128,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
 class DaemonProcess:
     """``deepva-watch run`` as a real child process, with its log captured to a file."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_path = log_path
+        self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
-        env = {k: v for k, v in os.environ.items() if k != "DEEPVA_API_KEY"}
+        env = {k: v for k, v in os.environ.items() if k not in ("DEEPVA_API_KEY", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        env.update(self.extra_env)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deepva_watch", "run", "-c", str(self.config)],
@@ -135,8 +163,8 @@ class DaemonProcess:
 def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def factory(config: Path) -> DaemonProcess:
-        daemon = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log").start()
+    def factory(config: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log", env).start()
         started.append(daemon)
         return daemon
 

@@ -377,7 +377,7 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
         "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
     })
     clock, client = FakeClock(), FakeClient()
-    client.iter_detailed_results = lambda job_id: iter(())  # type: ignore[attr-defined]
+    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
     client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
     real_publish = publish_module.publish_results
 

@@ -31,6 +31,9 @@ from deepva_watch.stages.failures import outcome_for
 
 log = structlog.get_logger("deepva_watch.publish")
 
+#: Segments per page of detailed results: one page is all that is held in memory while sidecars are written.
+DETAILED_PAGE_SIZE = 100
+
 
 def sidecar_settings(folder: FolderConfig) -> SidecarSettings:
     sidecars = folder.sidecars
@@ -74,7 +77,9 @@ def publish(services: Services, asset: Asset) -> Outcome:
         common = dict(watch_root=folder.path.absolute(), settings=sidecar_settings(folder), provenance=_provenance(services, asset))
         if asset.job_state == "completed":
             written = publish_results(
-                asset.path, job=job, segments=services.client.iter_detailed_results(job.id), media=media, **common
+                asset.path, job=job, media=media,
+                segments=services.client.iter_detailed_results(job.id, page_size=DETAILED_PAGE_SIZE),
+                **common
             )
         else:
             written = publish_failure(asset.path, job=job, errors=asset.errors, media=media, **common)

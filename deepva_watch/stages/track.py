@@ -14,6 +14,7 @@ from __future__ import annotations
 import structlog
 
 from deepva_watch import ledger as states
+from deepva_watch.config import Config
 from deepva_watch.deepva import DeepVAError, Job, NotFound
 from deepva_watch.ledger import Asset, dumps_errors
 from deepva_watch.pipeline import Advance, Outcome, Services, Wait
@@ -59,11 +60,16 @@ def prefetch(services: Services, assets: list[Asset]) -> None:
             return
 
 
+def base_interval(config: Config) -> float:
+    """The first wait after submission, and the shortest between looks."""
+    if config.webhook.listen:  # DeepVA calls us when it is done; polling is only the guarantee
+        return config.poll_interval_seconds * WEBHOOK_POLL_FACTOR
+    return config.poll_interval_seconds
+
+
 def next_interval(services: Services, asset: Asset, job: Job, now: float) -> float:
     """Quick at first; then from the job's own pace: about half of its estimated remaining time, within bounds."""
-    base = services.config.poll_interval_seconds
-    if services.config.webhook.listen:  # DeepVA calls us when it is done; polling is only the guarantee
-        base *= WEBHOOK_POLL_FACTOR
+    base = base_interval(services.config)
     age = max(0.0, now - (asset.submitted_at or now))
     if job.progress >= 0.02 and age > 0:
         remaining = age * (1 - job.progress) / job.progress

@@ -1,0 +1,776 @@
+"""Reliability runs: faults, crashes, an outage and a refused key, each proven with figures.
+
+Every scenario runs the emulator and ``deepva-watch run`` as separate processes on loopback, exactly as in production
+but for the API, and judges the outcome from three independent witnesses: the ledger, the files on disk and the
+emulator's own counters (which job it completed for which tag, which faults it injected, which requests it saw).
+
+    .venv/bin/python benchmarks/reliability.py chaos                    # 300 files, 24 SIGKILLs, faults on
+    .venv/bin/python benchmarks/reliability.py chaos --files 60 --kills 20 --seed 3
+    .venv/bin/python benchmarks/reliability.py outage --minutes 2       # API refuses connections for 2 minutes
+    .venv/bin/python benchmarks/reliability.py refused-key              # key rotated twice: key file, then SIGHUP
+
+Each prints a summary table and exits 1 when a check fails. The same functions run the small versions in
+``tests/reliability``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from common import FIXTURES, ROOT, Process, emulator_stats, report, start_emulator  # noqa: E402
+
+VALID_FIXTURES = (
+    "sample.jpg", "portrait.jpg", "sample.png", "sample.mp4", "ntsc.mp4", "pal50.mp4", "sample.mov", "sample.mpg",
+    "sample.mxf",
+)  # fmt: skip
+INVALID_FIXTURES = ("empty.jpg", "text-named.jpg", "html-named.jpg")
+INVALID_SHARE = 0.1
+FINAL_STATES = ("published", "rejected", "failed", "gone", "superseded")
+TEMP_NAME = re.compile(r"^\..*\.tmp-[0-9a-f]+$")
+"""What ``deepva_watch.fsutil.temp_name_for`` produces: hidden, with the marker and a hex token."""
+
+
+# -- media ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    relpath: str
+    valid: bool
+
+
+def unique_copy(fixture: str, rng: random.Random) -> bytes:
+    """The fixture's bytes made unique where every reader ignores them: after a JPEG's EOI or a PNG's IEND, in a
+    trailing ``free`` box of an MP4/MOV, after the end of an MPEG program stream or MXF footer. Invalid fixtures stay
+    as they are (an empty file must stay empty)."""
+    data = (FIXTURES / fixture).read_bytes()
+    if fixture in INVALID_FIXTURES:
+        return data
+    tail = rng.randbytes(32)
+    if fixture.endswith((".mp4", ".mov")):
+        tail = struct.pack(">I", 8 + len(tail)) + b"free" + tail
+    return data + tail
+
+
+def plan_media(count: int, rng: random.Random) -> list[tuple[MediaFile, str]]:
+    """``count`` files of every type, about a tenth invalid, spread over a few sub-folders."""
+    planned: list[tuple[MediaFile, str]] = []
+    folders = ("", "desk-a", "desk-b/day", "desk-b/day/late")
+    for index in range(count):
+        invalid = rng.random() < INVALID_SHARE
+        fixture = rng.choice(INVALID_FIXTURES if invalid else VALID_FIXTURES)
+        folder = rng.choice(folders)
+        name = f"f{index:05d}-{fixture}"
+        relpath = f"{folder}/{name}" if folder else name
+        planned.append((MediaFile(relpath, not invalid), fixture))
+    return planned
+
+
+def drop(watch: Path, staging: Path, batch: list[tuple[MediaFile, str]], rng: random.Random) -> None:
+    """Most files are written next door and renamed in (as copy tools do); some are written in place, so settling has
+    partial files to wait for."""
+    for media, fixture in batch:
+        target = watch / media.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = unique_copy(fixture, rng)
+        if rng.random() < 0.7:
+            temp = staging / target.name
+            temp.write_bytes(data)
+            os.replace(temp, target)
+        else:
+            with open(target, "wb") as stream:
+                half = len(data) // 2
+                stream.write(data[:half])
+                stream.flush()
+                stream.write(data[half:])
+
+
+# -- processes --------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Rig:
+    """One run: a directory, the emulator process, and the daemon process started and killed at will."""
+
+    dir: Path
+    emulator: Process
+    api_url: str
+    watch: Path
+    key_file: Path
+    daemon: subprocess.Popen[bytes] | None = None
+    kills: int = 0
+    starts: int = 0
+    metrics_port: int | None = None
+    keep: bool = False
+
+    @classmethod
+    def create(cls, *, processing_time: float, prefix: str = "deepva-reliability-") -> Rig:
+        run = Path(tempfile.mkdtemp(prefix=prefix))
+        emulator, api_url = start_emulator(run, processing_time)
+        watch = run / "watch"
+        watch.mkdir()
+        (run / "staging").mkdir()
+        key_file = run / "daemon-key"
+        key_file.write_text((run / "api-key").read_text() + "\n")
+        return cls(run, emulator, api_url, watch, key_file)
+
+    @property
+    def ledger(self) -> Path:
+        return self.dir / "ledger.sqlite3"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "daemon.log"
+
+    @property
+    def control(self) -> str:
+        return self.api_url.split("/api/v1")[0] + "/_emulator"
+
+    def write_config(self, *, retries: int = 2, metrics: bool = False, api_failure_seconds: float = 300,
+                     max_active_jobs: int = 20, settle: float = 0.3) -> None:
+        if metrics and self.metrics_port is None:
+            self.metrics_port = free_port()
+        metrics_block = (
+            f"metrics:\n  listen: 127.0.0.1:{self.metrics_port}\n  api_failure_seconds: {api_failure_seconds}\n"
+            if metrics else ""
+        )
+        (self.dir / "config.yaml").write_text(f"""api:
+  url: {self.api_url}
+  key_file: {self.key_file}
+  retries: {retries}
+  connect_timeout_seconds: 2
+  read_timeout_seconds: 10
+ledger: {self.ledger}
+max_uploads: 2
+max_active_jobs: {max_active_jobs}
+poll_interval_seconds: 0.3
+max_requests_per_minute: 6000
+log_level: info
+{metrics_block}folders:
+  - path: {self.watch}
+    watch: events
+    settle_seconds: {settle}
+    rescan_interval_seconds: 30
+    min_size: 0
+    modules:
+      face_recognition: {{model: celebrities}}
+      object_scene_recognition: {{}}
+""")
+
+    def start_daemon(self) -> None:
+        assert self.daemon is None or self.daemon.poll() is not None, "the daemon is already running"
+        env = {k: v for k, v in os.environ.items() if k != "DEEPVA_API_KEY"}
+        with open(self.log, "ab") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "deepva_watch", "run", "-c", str(self.dir / "config.yaml")],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            )
+        self.starts += 1
+
+    def kill_daemon(self) -> None:
+        assert self.daemon is not None
+        self.daemon.send_signal(signal.SIGKILL)
+        self.daemon.wait(timeout=30)
+        self.kills += 1
+
+    def signal_daemon(self, sig: int) -> None:
+        assert self.daemon is not None and self.daemon.poll() is None
+        self.daemon.send_signal(sig)
+
+    def stop_daemon(self) -> int | None:
+        if self.daemon is None or self.daemon.poll() is not None:
+            return None if self.daemon is None else self.daemon.returncode
+        self.daemon.send_signal(signal.SIGTERM)
+        try:
+            return self.daemon.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            return self.daemon.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stops both processes whatever happened; removes the run directory unless asked to keep it."""
+        if self.keep:
+            print(f"run directory kept: {self.dir}")
+        try:
+            self.stop_daemon()
+        finally:
+            try:
+                self.emulator.stop(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.emulator.popen.kill()
+                self.emulator.popen.wait(timeout=10)
+            if not self.keep:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- the emulator's control endpoints --
+
+    def _post(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.control}/{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def set_faults(self, **plan: Any) -> None:
+        self._post("faults", plan)
+
+    def clear_faults(self) -> None:
+        request = urllib.request.Request(f"{self.control}/faults", method="DELETE")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def rotate_key(self, key: str) -> None:
+        self._post("rotate-key", {"api_key": key})
+
+    def stats(self) -> dict[str, Any]:
+        return emulator_stats(self.api_url)
+
+    def healthz(self) -> tuple[int, dict[str, Any]]:
+        assert self.metrics_port is not None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=5) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+        except OSError:
+            return 0, {}
+
+    def api_calls_seen(self) -> int:
+        """Every API call the daemon made since it started, answered or not (``deepva_watch_api_requests``)."""
+        assert self.metrics_port is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("deepva_watch_api_requests_total{")))
+
+    def log_events(self) -> Iterator[dict[str, Any]]:
+        if not self.log.exists():
+            return
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+
+def emulator_requests(stats: dict[str, Any]) -> int:
+    return int(sum(stats["requests"].values()))
+
+
+# -- judging the outcome ----------------------------------------------------------------------------------------------
+
+
+def latest_rows(ledger: Path) -> dict[str, dict[str, Any]]:
+    """The newest version of each file, by path relative to the watched folder."""
+    if not ledger.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM assets ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        latest[row["relpath"]] = dict(row)
+    return latest
+
+
+def all_final(ledger: Path, expected: int) -> bool:
+    rows = latest_rows(ledger)
+    return len(rows) >= expected and all(row["state"] in FINAL_STATES for row in rows.values())
+
+
+def integrity(ledger: Path) -> str:
+    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=30)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@dataclass
+class Verdict:
+    """What the three witnesses say about a finished run. ``problems`` is empty when every check passed."""
+
+    files: int = 0
+    valid: int = 0
+    invalid: int = 0
+    published: int = 0
+    rejected: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    stray_jobs: int = 0
+    jobs_created: int = 0
+    completed_jobs: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    sidecars_checked: int = 0
+    bad_sidecars: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    integrity: str = ""
+    faults: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def verify(rig: Rig, planned: list[MediaFile]) -> Verdict:
+    """Every valid file published exactly once, every invalid one rejected with a reason, sidecars strict, ledger
+    sound, no temporary files. Call with the daemon stopped, so the ledger is checked at rest."""
+    verdict = Verdict(files=len(planned), valid=sum(m.valid for m in planned),
+                      invalid=sum(not m.valid for m in planned))
+    rows = latest_rows(rig.ledger)
+    stats = rig.stats()
+    by_tag: dict[str, int] = stats["completed_jobs_by_tag"]
+    verdict.jobs_created = stats["jobs_created"]
+    verdict.completed_jobs = sum(by_tag.values())
+    verdict.faults = stats["faults_injected"]
+    verdict.states = dict(Counter(row["state"] for row in rows.values()))
+    published_tags: set[str] = set()
+    for media in planned:
+        row = rows.get(media.relpath)
+        if row is None:
+            verdict.lost.append(f"{media.relpath}: never recorded")
+            continue
+        if media.valid:
+            if row["state"] != "published":
+                verdict.lost.append(f"{media.relpath}: {row['state']} ({row['last_error']})")
+                continue
+            verdict.published += 1
+            published_tags.add(row["asset_id"])
+            count = by_tag.get(row["asset_id"], 0)
+            if count != 1:
+                verdict.duplicates[media.relpath] = count
+            for key in ("xmp_path", "json_path"):
+                verdict.sidecars_checked += 1
+                problem = _sidecar_problem(row[key], xml=key == "xmp_path")
+                if problem:
+                    verdict.bad_sidecars.append(f"{media.relpath}: {problem}")
+        else:
+            if row["state"] == "rejected" and row["last_error"]:
+                verdict.rejected += 1
+            else:
+                verdict.lost.append(f"{media.relpath} (invalid): {row['state']} ({row['last_error']})")
+    verdict.stray_jobs = sum(count for tag, count in by_tag.items() if tag not in published_tags)
+    for path in rig.watch.rglob("*"):
+        if TEMP_NAME.match(path.name):
+            verdict.temp_files.append(str(path.relative_to(rig.watch)))
+    verdict.integrity = integrity(rig.ledger)
+
+    if verdict.lost:
+        verdict.problems.append(f"{len(verdict.lost)} file(s) lost: {verdict.lost[:5]}")
+    if verdict.duplicates:
+        verdict.problems.append(f"{len(verdict.duplicates)} file(s) without exactly one job: {dict(list(verdict.duplicates.items())[:5])}")
+    if verdict.stray_jobs:
+        verdict.problems.append(f"{verdict.stray_jobs} completed job(s) whose tag is no published file")
+    if verdict.bad_sidecars:
+        verdict.problems.append(f"{len(verdict.bad_sidecars)} bad sidecar(s): {verdict.bad_sidecars[:5]}")
+    if verdict.temp_files:
+        verdict.problems.append(f"{len(verdict.temp_files)} temporary file(s) left: {verdict.temp_files[:5]}")
+    if verdict.integrity != "ok":
+        verdict.problems.append(f"ledger integrity_check: {verdict.integrity}")
+    return verdict
+
+
+def _sidecar_problem(path: str | None, *, xml: bool) -> str | None:
+    if not path:
+        return "no sidecar recorded"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        return f"{path}: {error.strerror}"
+    try:
+        if xml:
+            ElementTree.fromstring(data)
+        else:
+            json.loads(data.decode("utf-8"))
+    except (ElementTree.ParseError, ValueError) as error:
+        return f"{path}: {error}"
+    return None
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# -- chaos --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChaosResult:
+    verdict: Verdict
+    kills: int
+    waves: int
+    wall_seconds: float
+    drain_seconds: float
+    jobs_per_tag: dict[int, int]
+    requests: int
+    run_dir: Path
+
+
+CHAOS_FAULTS: dict[str, Any] = {
+    "error_rate": {"*": 0.05},
+    "error_after_rate": {"*": 0.05},
+    "reset_rate": {"*": 0.02},
+    "reset_after_bytes": 2048,
+    "latency": {"*": [0.0, 0.05]},
+}
+"""10 % API errors (half before handling, half after the side effect), 2 % connections reset, some latency."""
+
+
+def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float = 0.4, max_up: float = 3.0,
+              processing_time: float = 0.5, drain_timeout: float = 300, keep: bool = False) -> ChaosResult:
+    """Files dropped in waves while the API misbehaves and the daemon is SIGKILLed ``kills`` times, then a calm drain."""
+    rng = random.Random(seed)
+    planned = plan_media(files, rng)
+    waves = max(1, min(kills, 8))
+    per_wave = -(-len(planned) // waves)
+    batches = [planned[i:i + per_wave] for i in range(0, len(planned), per_wave)]
+    rig = Rig.create(processing_time=processing_time)
+    rig.keep = keep
+    started = time.monotonic()
+    try:
+        rig.write_config(retries=2)
+        rig.set_faults(seed=seed, **CHAOS_FAULTS)
+        wave_at = {round(i * kills / len(batches)): batch for i, batch in enumerate(batches)}
+        for round_number in range(kills):
+            rig.start_daemon()
+            if round_number in wave_at:
+                drop(rig.watch, rig.dir / "staging", wave_at[round_number], rng)
+            time.sleep(rng.uniform(min_up, max_up))
+            rig.kill_daemon()
+        rig.clear_faults()
+        drain_started = time.monotonic()
+        rig.start_daemon()
+        wait_until(lambda: all_final(rig.ledger, len(planned)), drain_timeout, 0.5)
+        drain = time.monotonic() - drain_started
+        # a moment more, so a duplicate job created late would have completed and be counted
+        time.sleep(max(1.0, processing_time * 2))
+        rig.stop_daemon()
+        verdict = verify(rig, [media for media, _ in planned])
+        stats = rig.stats()
+        return ChaosResult(
+            verdict, rig.kills, len(batches), time.monotonic() - started, drain,
+            dict(Counter(stats["completed_jobs_by_tag"].values())), emulator_requests(stats), rig.dir,
+        )
+    finally:
+        rig.close()
+
+
+def print_chaos(result: ChaosResult, seed: int) -> None:
+    v = result.verdict
+    report(f"chaos: {v.files} files, {result.kills} SIGKILLs, seed {seed}", [
+        ("files", f"{v.files} ({v.valid} valid, {v.invalid} invalid) in {result.waves} waves"),
+        ("published / rejected", f"{v.published} / {v.rejected}"),
+        ("ledger states", ", ".join(f"{k}: {n}" for k, n in sorted(v.states.items()))),
+        ("kills (SIGKILL)", str(result.kills)),
+        ("faults injected", ", ".join(f"{k}: {n}" for k, n in v.faults.items()) or "none"),
+        ("API requests (emulator)", str(result.requests)),
+        ("jobs created / completed", f"{v.jobs_created} / {v.completed_jobs}"),
+        ("completed jobs per tag", ", ".join(f"{n} tag(s) with {k}" for k, n in sorted(result.jobs_per_tag.items()))),
+        ("duplicates", str(sum(max(0, n - 1) for n in v.duplicates.values()) + v.stray_jobs)),
+        ("files lost", str(len(v.lost))),
+        ("sidecars parsed (strict)", f"{v.sidecars_checked - len(v.bad_sidecars)} / {v.sidecars_checked}"),
+        ("temporary files left", str(len(v.temp_files))),
+        ("ledger integrity_check", v.integrity),
+        ("wall time", f"{result.wall_seconds:.1f} s (final drain {result.drain_seconds:.1f} s)"),
+        ("verdict", "PASS" if not v.problems else "FAIL: " + " | ".join(v.problems)),
+    ])
+
+
+# -- outage ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutageResult:
+    verdict: Verdict
+    outage_seconds: float
+    calls_during_outage: int
+    call_bound: int
+    rows_waiting: int
+    retries: int
+    emulator_requests_during: int
+    drain_seconds: float
+    wall_seconds: float
+    failed: int
+    run_dir: Path
+
+
+def outage_call_bound(rows: int, retries: int, seconds: float, workers: int) -> int:
+    """The most API calls the backoff allows while every call fails with no answer.
+
+    A step that gets no answer is tried ``retries`` times by the client (``RetryPolicy``), then handed back to the
+    ledger with ``Retry(counts=False)``: the row's attempts do not grow, so its next try comes after
+    ``pipeline.backoff(1)``, at least ``BACKOFF_BASE_SECONDS / 2`` = 2.5 s. Each row waiting on the API therefore costs
+    at most ``retries`` calls per 2.5 s; the tracker's list prefetch adds at most one page per cycle per worker.
+    """
+    from deepva_watch.pipeline import BACKOFF_BASE_SECONDS
+
+    cycles = int(seconds / (BACKOFF_BASE_SECONDS / 2)) + 1
+    return rows * retries * cycles + workers * cycles
+
+
+def run_outage(minutes: float = 2.0, files_before: int = 10, files_during: int = 20, seed: int = 2, *,
+               retries: int = 3, processing_time: float = 0.3, drain_timeout: float = 180,
+               keep: bool = False) -> OutageResult:
+    """API unreachable (connections refused) for ``minutes`` while files keep arriving; then back."""
+    rng = random.Random(seed)
+    planned = plan_media(files_before + files_during, rng)
+    before, during = planned[:files_before], planned[files_before:]
+    rig = Rig.create(processing_time=processing_time)
+    rig.keep = keep
+    started = time.monotonic()
+    seconds = minutes * 60
+    try:
+        rig.write_config(retries=retries, metrics=True)
+        rig.start_daemon()
+        wait_until(lambda: rig.healthz()[0] != 0, 20, 0.1)
+        drop(rig.watch, rig.dir / "staging", before, rng)
+        wait_until(lambda: all_final(rig.ledger, len(before)), 60)
+        requests_before = emulator_requests(rig.stats())
+        calls_before = rig.api_calls_seen()
+        rig.set_faults(down=True, down_mode="refuse", down_for=seconds)
+        outage_started = time.monotonic()
+        waves = 4
+        for index in range(waves):
+            drop(rig.watch, rig.dir / "staging", during[index::waves], rng)
+            time.sleep(seconds / waves)
+        # the emulator reopens by itself after down_for; wait for that moment before counting
+        wait_until(lambda: _reachable(rig), 30, 0.1)
+        outage = time.monotonic() - outage_started
+        calls_during = rig.api_calls_seen() - calls_before
+        requests_during = emulator_requests(rig.stats()) - requests_before
+        rows_waiting = sum(
+            1 for row in latest_rows(rig.ledger).values() if row["state"] not in FINAL_STATES + ("settling", "settled")
+        )
+        drain_started = time.monotonic()
+        wait_until(lambda: all_final(rig.ledger, len(planned)), drain_timeout, 0.5)
+        drain = time.monotonic() - drain_started
+        rig.stop_daemon()
+        verdict = verify(rig, [media for media, _ in planned])
+        failed = sum(1 for row in latest_rows(rig.ledger).values() if row["state"] == "failed")
+        bound = outage_call_bound(max(rows_waiting, len(during)), retries, outage, workers=1)
+        if calls_during > bound:
+            verdict.problems.append(f"{calls_during} API calls during the outage, more than the backoff allows ({bound})")
+        if failed:
+            verdict.problems.append(f"{failed} file(s) ended failed")
+        return OutageResult(verdict, outage, calls_during, bound, rows_waiting, retries, requests_during, drain,
+                            time.monotonic() - started, failed, rig.dir)
+    finally:
+        rig.close()
+
+
+def _reachable(rig: Rig) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", int(rig.api_url.split(":")[2].split("/")[0])), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def print_outage(result: OutageResult, minutes: float) -> None:
+    v = result.verdict
+    report(f"outage: API refusing connections for {minutes:g} min while files arrive", [
+        ("files", f"{v.files} ({v.valid} valid, {v.invalid} invalid)"),
+        ("outage", f"{result.outage_seconds:.1f} s"),
+        ("API calls during the outage", f"{result.calls_during_outage} (daemon's own count, /metrics; "
+                                        f"bound {result.call_bound} for {result.rows_waiting} rows waiting, "
+                                        f"retries {result.retries})"),
+        ("requests the emulator saw", f"{result.emulator_requests_during} (refused connections are not counted)"),
+        ("ended failed", str(result.failed)),
+        ("drain after the outage", f"{result.drain_seconds:.1f} s"),
+        ("published / rejected", f"{v.published} / {v.rejected}"),
+        ("duplicates", str(sum(max(0, n - 1) for n in v.duplicates.values()) + v.stray_jobs)),
+        ("files lost", str(len(v.lost))),
+        ("wall time", f"{result.wall_seconds:.1f} s"),
+        ("verdict", "PASS" if not v.problems else "FAIL: " + " | ".join(v.problems)),
+    ])
+
+
+# -- refused key ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefusalPhase:
+    """One rotation of the key: what happened between the first 401 and the fix, and how long resuming took."""
+
+    how: str
+    requests_after_401: int
+    red_after_seconds: float | None
+    health_reason: str
+    failed_while_paused: int
+    resumed_seconds: float | None
+    green_again: bool
+
+
+@dataclass
+class RefusedKeyResult:
+    verdict: Verdict
+    phases: list[RefusalPhase]
+    wall_seconds: float
+    run_dir: Path
+
+
+def _key_like(old: str, rng: random.Random) -> str:
+    """A new key of the old one's length: the SIGHUP phase must change the key file without changing its size."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(rng.choice(alphabet) for _ in old)
+
+
+def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time: float = 3.0,
+                    api_failure_seconds: float = 1.0, pause_seconds: float = 4.0, resume_timeout: float = 120,
+                    keep: bool = False) -> RefusedKeyResult:
+    """Rotate the key while jobs run and files arrive; fix it by rewriting the key file, then again by SIGHUP."""
+    rng = random.Random(seed)
+    planned = plan_media(files_per_phase * 2, rng)
+    rig = Rig.create(processing_time=processing_time)
+    rig.keep = keep
+    started = time.monotonic()
+    phases: list[RefusalPhase] = []
+    try:
+        rig.write_config(metrics=True, api_failure_seconds=api_failure_seconds)
+        rig.start_daemon()
+        wait_until(lambda: rig.healthz()[0] != 0, 20, 0.1)
+        for number, how in enumerate(("key file", "SIGHUP")):
+            batch = planned[number * files_per_phase:(number + 1) * files_per_phase]
+            drop(rig.watch, rig.dir / "staging", batch[: len(batch) // 2], rng)
+            # rotate once jobs are running, so uploads, job creation and tracking all meet the 401
+            wait_until(lambda: rig.stats()["jobs_created"] >= number * files_per_phase + 3, 30, 0.05)
+            old_key = rig.key_file.read_text().strip()
+            new_key = _key_like(old_key, rng)
+            requests_at_rotation = emulator_requests(rig.stats())
+            rotated = time.monotonic()
+            rig.rotate_key(new_key)
+            drop(rig.watch, rig.dir / "staging", batch[len(batch) // 2:], rng)
+            red = wait_until(lambda: rig.healthz()[0] == 503, pause_seconds + 10, 0.1)
+            red_after = time.monotonic() - rotated if red else None
+            time.sleep(pause_seconds)
+            status, body = rig.healthz()
+            requests_after = emulator_requests(rig.stats()) - requests_at_rotation
+            failed = sum(1 for row in latest_rows(rig.ledger).values() if row["state"] == "failed")
+            fixed = time.monotonic()
+            if how == "key file":
+                rig.key_file.write_text(new_key + "\n")
+            else:
+                stamp = rig.key_file.stat()
+                rig.key_file.write_text(new_key + "\n")
+                os.utime(rig.key_file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # unchanged: only SIGHUP tells
+                rig.signal_daemon(signal.SIGHUP)
+            expected = (number + 1) * files_per_phase
+            resumed = wait_until(lambda: all_final(rig.ledger, expected), resume_timeout, 0.2)
+            resumed_after = time.monotonic() - fixed if resumed else None
+            green = bool(wait_until(lambda: rig.healthz()[0] == 200, 10, 0.1))
+            phases.append(RefusalPhase(how, requests_after, red_after, "; ".join(body.get("reasons", [])) or str(status),
+                                       failed, resumed_after, green))
+        time.sleep(processing_time)
+        rig.stop_daemon()
+        verdict = verify(rig, [media for media, _ in planned])
+        for phase in phases:
+            if phase.failed_while_paused:
+                verdict.problems.append(f"{phase.how}: {phase.failed_while_paused} file(s) failed while the key was refused")
+            if phase.red_after_seconds is None:
+                verdict.problems.append(f"{phase.how}: /healthz never turned red")
+            if phase.resumed_seconds is None:
+                verdict.problems.append(f"{phase.how}: work did not resume within {resume_timeout:.0f} s")
+            if not phase.green_again:
+                verdict.problems.append(f"{phase.how}: /healthz did not turn green again")
+        return RefusedKeyResult(verdict, phases, time.monotonic() - started, rig.dir)
+    finally:
+        rig.close()
+
+
+def print_refused_key(result: RefusedKeyResult) -> None:
+    v = result.verdict
+    rows: list[tuple[str, str]] = [("files", f"{v.files} ({v.valid} valid, {v.invalid} invalid)")]
+    for phase in result.phases:
+        rows += [
+            (f"[{phase.how}] requests after rotation", str(phase.requests_after_401)),
+            (f"[{phase.how}] /healthz red after", "never" if phase.red_after_seconds is None else f"{phase.red_after_seconds:.1f} s"),
+            (f"[{phase.how}] health reason", phase.health_reason),
+            (f"[{phase.how}] failed while paused", str(phase.failed_while_paused)),
+            (f"[{phase.how}] all final after the fix", "no" if phase.resumed_seconds is None else f"{phase.resumed_seconds:.1f} s"),
+        ]
+    rows += [
+        ("published / rejected", f"{v.published} / {v.rejected}"),
+        ("duplicates", str(sum(max(0, n - 1) for n in v.duplicates.values()) + v.stray_jobs)),
+        ("files lost", str(len(v.lost))),
+        ("wall time", f"{result.wall_seconds:.1f} s"),
+        ("verdict", "PASS" if not v.problems else "FAIL: " + " | ".join(v.problems)),
+    ]
+    report("refused key: rotated twice while jobs run", rows)
+
+
+# -- command line --------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    chaos = sub.add_parser("chaos", help="faults + SIGKILLs while files arrive in waves")
+    chaos.add_argument("--files", type=int, default=300)
+    chaos.add_argument("--kills", type=int, default=24)
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--max-up", type=float, default=3.0, help="longest run between two kills, seconds")
+    outage = sub.add_parser("outage", help="API unreachable for a while, files keep arriving")
+    outage.add_argument("--minutes", type=float, default=2.0)
+    outage.add_argument("--files-during", type=int, default=40)
+    outage.add_argument("--seed", type=int, default=2)
+    refused = sub.add_parser("refused-key", help="the key is rotated while files flow; fixed by key file, then SIGHUP")
+    refused.add_argument("--files", type=int, default=30, help="files per phase")
+    refused.add_argument("--seed", type=int, default=3)
+    for each in (chaos, outage, refused):
+        each.add_argument("--keep", action="store_true", help="keep the run directory (logs, ledger, tree)")
+    args = parser.parse_args(argv)
+
+    if args.scenario == "chaos":
+        result = run_chaos(args.files, args.kills, args.seed, max_up=args.max_up, keep=args.keep)
+        print_chaos(result, args.seed)
+        problems = result.verdict.problems
+    elif args.scenario == "outage":
+        outage_result = run_outage(args.minutes, files_during=args.files_during, seed=args.seed, keep=args.keep)
+        print_outage(outage_result, args.minutes)
+        problems = outage_result.verdict.problems
+    else:
+        refused_result = run_refused_key(args.files, args.seed, keep=args.keep)
+        print_refused_key(refused_result)
+        problems = refused_result.verdict.problems
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
