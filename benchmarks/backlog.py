@@ -26,7 +26,7 @@ def config_text(run: Path, api_url: str, watch: Path, *, max_active_jobs: int, p
   url: {api_url}
   key_file: {run / 'api-key'}
 ledger: {run / 'ledger.sqlite3'}
-max_uploads: 4
+max_uploads: 2
 max_active_jobs: {max_active_jobs}
 poll_interval_seconds: {poll}
 max_requests_per_minute: 600

@@ -440,6 +440,8 @@ class ChaosResult:
     drain_seconds: float
     jobs_per_tag: dict[int, int]
     requests: int
+    recovered: dict[str, int]
+    """Rows a restart found in a working state (``recovered_in_flight``): steps a kill cut short."""
     run_dir: Path
 
 
@@ -454,7 +456,8 @@ CHAOS_FAULTS: dict[str, Any] = {
 
 
 def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float = 0.4, max_up: float = 3.0,
-              processing_time: float = 0.5, drain_timeout: float = 300, keep: bool = False) -> ChaosResult:
+              processing_time: float = 0.5, drain_timeout: float = 300, faults: dict[str, Any] | None = None,
+              keep: bool = False) -> ChaosResult:
     """Files dropped in waves while the API misbehaves and the daemon is SIGKILLed ``kills`` times, then a calm drain."""
     rng = random.Random(seed)
     planned = plan_media(files, rng)
@@ -466,7 +469,7 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
     started = time.monotonic()
     try:
         rig.write_config(retries=2)
-        rig.set_faults(seed=seed, **CHAOS_FAULTS)
+        rig.set_faults(**{"seed": seed, **(CHAOS_FAULTS if faults is None else faults)})
         wave_at = {round(i * kills / len(batches)): batch for i, batch in enumerate(batches)}
         for round_number in range(kills):
             rig.start_daemon()
@@ -486,10 +489,19 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
         stats = rig.stats()
         return ChaosResult(
             verdict, rig.kills, len(batches), time.monotonic() - started, drain,
-            dict(Counter(stats["completed_jobs_by_tag"].values())), emulator_requests(stats), rig.dir,
+            dict(Counter(stats["completed_jobs_by_tag"].values())), emulator_requests(stats), recovered_steps(rig),
+            rig.dir,
         )
     finally:
         rig.close()
+
+
+def recovered_steps(rig: Rig) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for event in rig.log_events():
+        if event.get("event") == "recovered_in_flight":
+            counts.update({state: int(n) for state, n in event.items() if state in ("uploading", "submitting", "publishing")})
+    return dict(sorted(counts.items()))
 
 
 def print_chaos(result: ChaosResult, seed: int) -> None:
@@ -499,6 +511,7 @@ def print_chaos(result: ChaosResult, seed: int) -> None:
         ("published / rejected", f"{v.published} / {v.rejected}"),
         ("ledger states", ", ".join(f"{k}: {n}" for k, n in sorted(v.states.items()))),
         ("kills (SIGKILL)", str(result.kills)),
+        ("steps cut short by a kill", ", ".join(f"{k}: {n}" for k, n in result.recovered.items()) or "none"),
         ("faults injected", ", ".join(f"{k}: {n}" for k, n in v.faults.items()) or "none"),
         ("API requests (emulator)", str(result.requests)),
         ("jobs created / completed", f"{v.jobs_created} / {v.completed_jobs}"),
@@ -627,14 +640,18 @@ def print_outage(result: OutageResult, minutes: float) -> None:
 
 @dataclass
 class RefusalPhase:
-    """One rotation of the key: what happened between the first 401 and the fix, and how long resuming took."""
+    """One rotation of the key: what happened between the first 401 and the fix, and how quickly work came back."""
 
     how: str
-    requests_after_401: int
+    requests_after_rotation: int
+    refused_requests: int
     red_after_seconds: float | None
     health_reason: str
     failed_while_paused: int
     resumed_seconds: float | None
+    """From the fix to the first file dropped after it being published: does new work flow again?"""
+    held_back: int
+    """Rows that met the 401 themselves and were still waiting when new work already flowed again."""
     green_again: bool
 
 
@@ -642,6 +659,8 @@ class RefusalPhase:
 class RefusedKeyResult:
     verdict: Verdict
     phases: list[RefusalPhase]
+    all_final_seconds: float | None
+    """From the last fix until every file was final."""
     wall_seconds: float
     run_dir: Path
 
@@ -652,38 +671,56 @@ def _key_like(old: str, rng: random.Random) -> str:
     return "".join(rng.choice(alphabet) for _ in old)
 
 
+def _refused_requests(rig: Rig) -> int:
+    """401 answers the daemon heard, from its own metrics (the emulator counts requests, not their answers)."""
+    assert rig.metrics_port is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{rig.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("deepva_watch_api_requests_total{") and 'status="401"' in line))
+
+
 def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time: float = 3.0,
-                    api_failure_seconds: float = 1.0, pause_seconds: float = 4.0, resume_timeout: float = 120,
-                    keep: bool = False) -> RefusedKeyResult:
-    """Rotate the key while jobs run and files arrive; fix it by rewriting the key file, then again by SIGHUP."""
+                    api_failure_seconds: float = 300, pause_seconds: float = 4.0, resume_timeout: float = 30,
+                    drain_timeout: float = 150, keep: bool = False) -> RefusedKeyResult:
+    """Rotate the key while jobs run and files arrive; fix it by rewriting the key file, then again by SIGHUP.
+
+    Each phase: half the files dropped, the key rotated once jobs run (so uploads, job creation and tracking all meet
+    the 401), the other half dropped; then ``pause_seconds`` of watching (requests, /healthz, failed rows); then the
+    fix, and one more file dropped to see new work flow. At the end everything must be published exactly once.
+    """
     rng = random.Random(seed)
     planned = plan_media(files_per_phase * 2, rng)
+    probes = [(MediaFile(f"after-fix-{n}.jpg", True), "sample.jpg") for n in range(2)]
     rig = Rig.create(processing_time=processing_time)
     rig.keep = keep
     started = time.monotonic()
     phases: list[RefusalPhase] = []
+    last_fix = started
     try:
         rig.write_config(metrics=True, api_failure_seconds=api_failure_seconds)
         rig.start_daemon()
         wait_until(lambda: rig.healthz()[0] != 0, 20, 0.1)
         for number, how in enumerate(("key file", "SIGHUP")):
             batch = planned[number * files_per_phase:(number + 1) * files_per_phase]
+            jobs_before = rig.stats()["jobs_created"]
             drop(rig.watch, rig.dir / "staging", batch[: len(batch) // 2], rng)
-            # rotate once jobs are running, so uploads, job creation and tracking all meet the 401
-            wait_until(lambda: rig.stats()["jobs_created"] >= number * files_per_phase + 3, 30, 0.05)
+            wait_until(lambda: rig.stats()["jobs_created"] >= jobs_before + 3, 30, 0.05)
             old_key = rig.key_file.read_text().strip()
             new_key = _key_like(old_key, rng)
             requests_at_rotation = emulator_requests(rig.stats())
+            refused_before = _refused_requests(rig)
             rotated = time.monotonic()
             rig.rotate_key(new_key)
             drop(rig.watch, rig.dir / "staging", batch[len(batch) // 2:], rng)
-            red = wait_until(lambda: rig.healthz()[0] == 503, pause_seconds + 10, 0.1)
+            red = wait_until(lambda: rig.healthz()[0] == 503, pause_seconds, 0.1)
             red_after = time.monotonic() - rotated if red else None
-            time.sleep(pause_seconds)
+            time.sleep(max(0.0, pause_seconds - (time.monotonic() - rotated)))
             status, body = rig.healthz()
             requests_after = emulator_requests(rig.stats()) - requests_at_rotation
+            refused = _refused_requests(rig) - refused_before
             failed = sum(1 for row in latest_rows(rig.ledger).values() if row["state"] == "failed")
-            fixed = time.monotonic()
+            last_fix = time.monotonic()
             if how == "key file":
                 rig.key_file.write_text(new_key + "\n")
             else:
@@ -691,25 +728,33 @@ def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time
                 rig.key_file.write_text(new_key + "\n")
                 os.utime(rig.key_file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # unchanged: only SIGHUP tells
                 rig.signal_daemon(signal.SIGHUP)
-            expected = (number + 1) * files_per_phase
-            resumed = wait_until(lambda: all_final(rig.ledger, expected), resume_timeout, 0.2)
-            resumed_after = time.monotonic() - fixed if resumed else None
+            probe, _ = probes[number]
+            drop(rig.watch, rig.dir / "staging", [probes[number]], rng)
+            resumed = wait_until(lambda: latest_rows(rig.ledger).get(probe.relpath, {}).get("state") == "published",
+                                 resume_timeout, 0.1)
+            resumed_after = time.monotonic() - last_fix if resumed else None
+            held_back = sum(1 for row in latest_rows(rig.ledger).values()
+                            if row["state"] not in FINAL_STATES and "refused" in (row["last_error"] or ""))
             green = bool(wait_until(lambda: rig.healthz()[0] == 200, 10, 0.1))
-            phases.append(RefusalPhase(how, requests_after, red_after, "; ".join(body.get("reasons", [])) or str(status),
-                                       failed, resumed_after, green))
+            reason = "; ".join(body.get("reasons", [])) or ("ok" if status == 200 else str(status))
+            phases.append(RefusalPhase(how, requests_after, refused, red_after, reason, failed, resumed_after,
+                                       held_back, green))
+        everything = [media for media, _ in planned] + [media for media, _ in probes]
+        done = wait_until(lambda: all_final(rig.ledger, len(everything)), drain_timeout, 0.25)
+        all_final_after = time.monotonic() - last_fix if done else None
         time.sleep(processing_time)
         rig.stop_daemon()
-        verdict = verify(rig, [media for media, _ in planned])
+        verdict = verify(rig, everything)
         for phase in phases:
             if phase.failed_while_paused:
                 verdict.problems.append(f"{phase.how}: {phase.failed_while_paused} file(s) failed while the key was refused")
             if phase.red_after_seconds is None:
-                verdict.problems.append(f"{phase.how}: /healthz never turned red")
+                verdict.problems.append(f"{phase.how}: /healthz not red within {pause_seconds:g} s of the first 401")
             if phase.resumed_seconds is None:
-                verdict.problems.append(f"{phase.how}: work did not resume within {resume_timeout:.0f} s")
+                verdict.problems.append(f"{phase.how}: no new work within {resume_timeout:.0f} s of the fix")
             if not phase.green_again:
                 verdict.problems.append(f"{phase.how}: /healthz did not turn green again")
-        return RefusedKeyResult(verdict, phases, time.monotonic() - started, rig.dir)
+        return RefusedKeyResult(verdict, phases, all_final_after, time.monotonic() - started, rig.dir)
     finally:
         rig.close()
 
@@ -718,14 +763,19 @@ def print_refused_key(result: RefusedKeyResult) -> None:
     v = result.verdict
     rows: list[tuple[str, str]] = [("files", f"{v.files} ({v.valid} valid, {v.invalid} invalid)")]
     for phase in result.phases:
+        tag = f"[{phase.how}]"
         rows += [
-            (f"[{phase.how}] requests after rotation", str(phase.requests_after_401)),
-            (f"[{phase.how}] /healthz red after", "never" if phase.red_after_seconds is None else f"{phase.red_after_seconds:.1f} s"),
-            (f"[{phase.how}] health reason", phase.health_reason),
-            (f"[{phase.how}] failed while paused", str(phase.failed_while_paused)),
-            (f"[{phase.how}] all final after the fix", "no" if phase.resumed_seconds is None else f"{phase.resumed_seconds:.1f} s"),
+            (f"{tag} requests after rotation", f"{phase.requests_after_rotation} ({phase.refused_requests} answered 401)"),
+            (f"{tag} /healthz red after", "not within the pause" if phase.red_after_seconds is None
+             else f"{phase.red_after_seconds:.1f} s"),
+            (f"{tag} /healthz during the pause", phase.health_reason),
+            (f"{tag} failed while paused", str(phase.failed_while_paused)),
+            (f"{tag} new file published after fix", "no" if phase.resumed_seconds is None
+             else f"{phase.resumed_seconds:.1f} s"),
+            (f"{tag} rows still held back then", str(phase.held_back)),
         ]
     rows += [
+        ("all final after the last fix", "no" if result.all_final_seconds is None else f"{result.all_final_seconds:.1f} s"),
         ("published / rejected", f"{v.published} / {v.rejected}"),
         ("duplicates", str(sum(max(0, n - 1) for n in v.duplicates.values()) + v.stray_jobs)),
         ("files lost", str(len(v.lost))),
@@ -753,6 +803,8 @@ def main(argv: list[str] | None = None) -> int:
     refused = sub.add_parser("refused-key", help="the key is rotated while files flow; fixed by key file, then SIGHUP")
     refused.add_argument("--files", type=int, default=30, help="files per phase")
     refused.add_argument("--seed", type=int, default=3)
+    refused.add_argument("--api-failure-seconds", type=float, default=300,
+                         help="metrics.api_failure_seconds in the daemon's config (default: the shipped default)")
     for each in (chaos, outage, refused):
         each.add_argument("--keep", action="store_true", help="keep the run directory (logs, ledger, tree)")
     args = parser.parse_args(argv)
@@ -766,7 +818,8 @@ def main(argv: list[str] | None = None) -> int:
         print_outage(outage_result, args.minutes)
         problems = outage_result.verdict.problems
     else:
-        refused_result = run_refused_key(args.files, args.seed, keep=args.keep)
+        refused_result = run_refused_key(args.files, args.seed, api_failure_seconds=args.api_failure_seconds,
+                                         keep=args.keep)
         print_refused_key(refused_result)
         problems = refused_result.verdict.problems
     return 1 if problems else 0

@@ -254,6 +254,13 @@ class Daemon:
             self._wake_stage_for("submitted")
 
     def _wake_stage_for(self, state: str) -> None:
+        """Wake one idle worker of each stage that may now have work: one row needs one worker, and a busy worker
+        looks for more by itself before it rests. Waking them all would only make the rest look and sleep again."""
+        woken: set[str] = set()
         for runner in self.runners:
-            if state in runner.stage.takes or state in runner.stage.wakes_on:
+            name = runner.stage.name
+            if name in woken or not (state in runner.stage.takes or state in runner.stage.wakes_on):
+                continue
+            if runner.idle or runner.stage.working is None:
                 runner.wakeup.set()
+                woken.add(name)

@@ -280,6 +280,7 @@ class StageRunner:
         self.wakeup = threading.Event()
         self.heartbeat = time.monotonic()
         self.at_capacity = False
+        self.idle = False
 
     def run_forever(self) -> None:
         _current.runner = self
@@ -292,7 +293,9 @@ class StageRunner:
                 worked = 0
             if worked:
                 continue
+            self.idle = True
             self.wakeup.wait(self._idle_seconds())
+            self.idle = False
             self.wakeup.clear()
 
     def _idle_seconds(self) -> float:

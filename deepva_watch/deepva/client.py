@@ -83,7 +83,7 @@ class DeepVAClient:
         self.on_response = on_response
         self._api_key = api_key
         self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else _session_for(self.base_url)
         self._timeout = timeout
         self._retry = retry
         self._sleep = sleep
@@ -342,12 +342,18 @@ class DeepVAClient:
         return {**self._headers, "Content-Type": call.body.content_type}
 
     def _json(self, call: _Call, response: requests.Response) -> Any:
+        """The body as JSON. Nesting deeper than Python's parser can follow (``[[[[…`` 100 000 deep) raises
+        RecursionError rather than ValueError; it is no more JSON we can use than a syntax error, and must end as a
+        recorded failure, not as a crash of the worker that asked."""
+        reason = "response is not JSON"
         try:
             return json.loads(response.content)
         except ValueError:
             pass
+        except RecursionError:
+            reason = "response JSON is nested too deeply"
         raise MalformedResponse(
-            call.method, call.path, status=response.status_code, reason="response is not JSON",
+            call.method, call.path, status=response.status_code, reason=reason,
             excerpt=make_excerpt(response.content, self._api_key),
         )
 
@@ -408,6 +414,17 @@ def _optional_int(value: Any) -> int | None:
 
 
 _ID_SEGMENT = re.compile(r"^/(jobs|storage)/[^/]+/")
+
+
+def _session_for(base_url: str) -> requests.Session:
+    """A session that reads proxy settings (HTTPS_PROXY, NO_PROXY, …) once, here, instead of on every request:
+    requests' per-request look through the environment costs more CPU than the rest of a small call. Certificates are
+    verified with the ``verify`` each call passes, and the key goes in our own header, so nothing else from the
+    environment (REQUESTS_CA_BUNDLE, .netrc) is wanted."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.trust_env = False
+    return session
 
 
 def _route(path: str) -> str:

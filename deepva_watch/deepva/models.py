@@ -71,6 +71,29 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
+#: Free-form values (module options, a result's ``meta``) are passed on into the JSON sidecar untouched. Deeper than
+#: this, they are no data anyone uses but a trap: Python's own ``json`` (and many readers of our sidecars) fail with a
+#: RecursionError somewhere below 1000 levels, so such an answer is refused here, as malformed, before it is written.
+MAX_NESTING = 64
+
+
+def _shallow(value: Any, what: str) -> Any:
+    """``value`` itself, if its lists and objects nest at most :data:`MAX_NESTING` deep (checked without recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, Mapping):
+            children: Any = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise MalformedResponse(f"{what}: nested deeper than {MAX_NESTING} levels")
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list)))
+    return value
+
+
 def _sequence(value: Any, what: str) -> list[Any]:
     if value is None:
         return []
@@ -165,7 +188,7 @@ class Job:
             state=_text(body.get("state"), default="unknown").lower(),
             progress=max(0.0, min(1.0, _number(body.get("progress")) or 0.0)),
             sources=tuple(_text(source) for source in _sequence(body.get("sources"), "job.sources")),
-            modules=dict(_mapping(body.get("modules"), "job.modules")),
+            modules=dict(_shallow(_mapping(body.get("modules"), "job.modules"), "job.modules")),
             summary=summary,
             errors=errors,
             media_type=_text(body.get("media_type")) or None,
@@ -230,7 +253,7 @@ class Segment:
     @classmethod
     def from_api(cls, data: Any) -> Segment:
         body = _mapping(data, "detailed result")
-        meta = dict(_mapping(body.get("meta"), "detailed result meta"))
+        meta = dict(_shallow(_mapping(body.get("meta"), "detailed result meta"), "detailed result meta"))
         label = ""
         for key in ("label", "name", "text", "value"):
             if isinstance(meta.get(key), str) and meta[key]:

@@ -16,8 +16,17 @@ XMP_SUFFIX = ".xmp"
 CORRUPT_MARKER = ".corrupt-"
 
 
+#: The longest file name (one path component, in bytes) that ext4, XFS, btrfs, NTFS via SMB and most others allow.
+NAME_MAX = 255
+
+
 class UnsafeSidecarPath(ValueError):
     """A sidecar path would leave the folder it belongs in; nothing was written."""
+
+
+class SidecarNameTooLong(UnsafeSidecarPath):
+    """The media file's name leaves no room for a sidecar suffix within NAME_MAX; retrying cannot help, a person must
+    rename the file (or set ``sidecars.naming: stem``)."""
 
 
 def sidecar_paths(media_path: Path, *, watch_root: Path, settings: SidecarSettings, kind: MediaKind) -> tuple[Path, Path]:
@@ -90,6 +99,10 @@ def inside(folder: Path, name: str) -> Path:
     """``folder / name``, after making sure ``name`` is one plain file name."""
     if not name or name in (".", "..") or "/" in name or "\x00" in name or os.sep in name:
         raise UnsafeSidecarPath(f"not a plain file name: {name!r}")
+    length = len(name.encode("utf-8", "surrogateescape"))
+    if length > NAME_MAX:
+        raise SidecarNameTooLong(f"sidecar name is too long for the file system ({length} bytes, at most {NAME_MAX}): "
+                                 f"{name[:60]!r}…")
     path = folder / name
     if path.parent != folder or not _is_within(Path(os.path.normpath(path)), Path(os.path.normpath(folder))):
         raise UnsafeSidecarPath(f"{path} is not inside {folder}")

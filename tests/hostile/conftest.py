@@ -29,7 +29,11 @@ def rows_when_final(ledger: Path, expected: int, timeout: float = 60.0, what: st
         rows = ledger_rows(ledger)
         return rows if len(rows) >= expected and all(row["state"] in FINAL for row in rows) else []
 
-    return wait_for(check, timeout, what)
+    try:
+        return wait_for(check, timeout, what)
+    except AssertionError as error:
+        states = [(row["relpath"], row["state"], row["last_error"]) for row in ledger_rows(ledger)]
+        raise AssertionError(f"{error}; ledger: {states}") from None
 
 
 def snapshot(root: Path) -> set[str]:

@@ -70,6 +70,15 @@ def nested_results(job_id: str, tag: str, source: str) -> Answers:
     return Answers(as_json(plain_job(job_id, tag, source)), b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
 
 
+def deep_meta(job_id: str, tag: str, source: str) -> Answers:
+    """Nested just shallow enough to parse: the sidecar writer must cope with what the client accepted."""
+    depth = 960
+    meta = b'{"label": "deep", "x": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+    segment = b'{"module": "m", "source": "s", "media_type": "image", "meta": ' + meta + b"}"
+    return Answers(as_json(plain_job(job_id, tag, source)),
+                   b'{"total": 1, "offset": 0, "next": null, "data": [' + segment + b"]}")
+
+
 def bad_utf8(job_id: str, tag: str, source: str) -> Answers:
     body = as_json(plain_job(job_id, tag, source)).replace(b'"tree"', b'"tr\xff\xfe\xc3e"')
     return Answers(body)
@@ -116,6 +125,7 @@ SCENARIOS = {
     "big": (big_summary, {"published", "failed"}),
     "nested": (nested, {"failed"}),
     "nestedresults": (nested_results, {"failed"}),
+    "deepmeta": (deep_meta, {"published", "failed"}),
     "badutf8": (bad_utf8, {"failed", "published"}),
     "strings": (numbers_as_strings, {"published"}),
     "objectforlist": (object_for_list, {"failed"}),
@@ -177,4 +187,5 @@ def test_hostile_answers_are_published_safely_or_recorded_as_failures(tmp_path, 
         assert name.endswith((".jpg", ".jpg.xmp", ".jpg.deepva.json")), name
     assert not any(Path("/tmp").glob("escaped*")), "a sidecar reached /tmp"
     # a 50 MB summary is handled with memory to spare (the whole job, parsed, is a few hundred MB at most)
+    print(f"daemon peak RSS {peak_kib} KiB; big: {by_scenario['big']['state']}")
     assert peak_kib < 1_500_000, f"peak RSS {peak_kib} KiB"

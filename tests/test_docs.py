@@ -1,0 +1,30 @@
+"""The README keeps up with the code: every command and every documented file exists, both set-up commands work."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from deepva_watch.cli import _parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_cli_command_is_in_the_readme():
+    commands = next(action for action in _parser()._actions if action.dest == "command").choices
+    missing = [name for name in commands if f"deepva-watch {name}" not in README]
+    assert not missing, f"undocumented commands: {missing}"
+
+
+def test_the_two_setup_commands_are_shown_and_runnable():
+    for script in ("scripts/demo", "scripts/test"):
+        assert f"./{script}" in README
+        assert os.access(ROOT / script, os.X_OK), f"{script} lost its run bit"
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_linked_documents_exist():
+    for target in re.findall(r"\]\(([^)#:]+)\)", README):
+        assert (ROOT / target).exists(), f"README links to a missing file: {target}"
