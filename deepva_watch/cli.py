@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage (nothing 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time

@@ -375,3 +375,44 @@ def schema_keys(cls: type = Config, prefix: str = "") -> list[str]:
         elif typing.get_origin(annotation) is tuple and args and dataclasses.is_dataclass(args[0]):
             keys.extend(schema_keys(args[0], f"{path}[]."))
     return keys
+
+
+def permission_warnings(config_path: Path, config: Config) -> list[str]:
+    """Lines to log at start when a file holding or steering secrets is open to other users.
+
+    Secret files (the API key file, the webhook secret file) should be readable by the daemon's user only: any group
+    or other permission bit is worth a warning. The config file holds no secret itself, but it says where the key is
+    sent (``api.url``) and where it is read from: one that other users may read or that others may change is flagged
+    as well. Files that cannot be looked at are not reported here; reading them fails loudly elsewhere.
+    """
+    warnings: list[str] = []
+    secret_files = [("api.key_file", config.api.key_file), ("webhook.secret_file", config.webhook.secret_file)]
+    for key_path, path in secret_files:
+        mode = _mode_of(path)
+        if mode is not None and mode & 0o077:
+            warnings.append(
+                f"{key_path} {str(path)!r} is accessible by {_who(mode)} (mode {mode:04o}); "
+                f"only the daemon's user should read it: chmod 600"
+            )
+    mode = _mode_of(config_path)
+    if mode is not None and mode & 0o026:
+        what = "writable by " + _who(mode & 0o022) if mode & 0o022 else "readable by others"
+        warnings.append(
+            f"config file {str(config_path)!r} is {what} (mode {mode:04o}); it decides where the API key is sent: "
+            f"chmod 640 or stricter"
+        )
+    return warnings
+
+
+def _mode_of(path: Path | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+
+
+def _who(mode: int) -> str:
+    parts = [name for name, bits in (("its group", 0o070), ("other users", 0o007)) if mode & bits]
+    return " and ".join(parts)

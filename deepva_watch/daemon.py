@@ -141,7 +141,7 @@ class Daemon:
 
     def stuck_workers(self) -> list[str]:
         dead = [thread.name for thread in self.threads if not thread.is_alive()]
-        beats = {thread.name: runner.heartbeat for thread, runner in zip(self.threads, self.runners)}
+        beats = {thread.name: runner.heartbeat for thread, runner in zip(self.threads, self.runners, strict=True)}
         return dead + stale_workers(beats, time.monotonic(), STUCK_WORKER_SECONDS)
 
     def _heard_from_api(self, method: str, route: str, status: int | None) -> None:

@@ -330,23 +330,22 @@ class Ledger:
         states: Sequence[str] = (),
         folder: str | None = None,
         relpaths: Sequence[str] = (),
-        updated_before: float | None = None,
+        created_before: float | None = None,
+        created_after: float | None = None,
         limit: int = 1000,
     ) -> list[Asset]:
-        """Rows for the operator's commands, newest first."""
-        clauses, params = [], []
-        if states:
-            clauses.append(f"state IN ({','.join('?' * len(states))})")
-            params.extend(states)
-        if folder is not None:
-            clauses.append("folder = ?")
-            params.append(folder)
-        if relpaths:
-            clauses.append(f"relpath IN ({','.join('?' * len(relpaths))})")
-            params.extend(relpaths)
-        if updated_before is not None:
-            clauses.append("updated_at <= ?")
-            params.append(updated_before)
+        """Rows for the operator's commands, newest first, filtered by state, folder, path and when first seen."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, values in (("state", states), ("relpath", relpaths)):
+            if values:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        for condition, value in (("folder = ?", folder), ("created_at <= ?", created_before),
+                                 ("created_at >= ?", created_after)):
+            if value is not None:
+                clauses.append(condition)
+                params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db().conn.execute(
             f"SELECT * FROM assets {where} ORDER BY id DESC LIMIT ?", (*params, limit)
@@ -396,13 +395,22 @@ class Ledger:
                 f"WHERE folder = ? AND relpath = ? AND state IN ({','.join('?' * len(UNSUBMITTED_STATES))})",
                 (SUPERSEDED, now, folder, relpath, *UNSUBMITTED_STATES),
             )
-            asset_id = new_asset_id()
-            conn.execute(
-                "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
-                "created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now, self._priorities.get(folder, 0)),
-            )
+            (asset_id,) = self._insert_versions(conn, folder, [(relpath, size, mtime_ns)], now)
             return Observation("new", asset_id)
+
+    def _insert_versions(
+        self, conn: sqlite3.Connection, folder: str, sightings: Sequence[tuple[str, int, int]], now: float
+    ) -> list[str]:
+        """New ``settling`` rows for ``(relpath, size, mtime_ns)`` sightings, inside the caller's transaction."""
+        priority = self._priorities.get(folder, 0)
+        ids = [new_asset_id() for _ in sightings]
+        conn.executemany(
+            "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
+            "created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now, priority)
+             for asset_id, (relpath, size, mtime_ns) in zip(ids, sightings, strict=True)],
+        )
+        return ids
 
     def claim(self, from_states: Sequence[str], working: str, now: float, limit: int) -> list[Asset]:
         """Move up to ``limit`` due rows into a working state and return them; no other worker can take them then."""
@@ -480,10 +488,6 @@ class Ledger:
             ).fetchone()
         return self._asset(row)
 
-    def forget(self, folder: str, relpath: str) -> int:
-        with self._write() as conn:
-            return conn.execute("DELETE FROM assets WHERE folder = ? AND relpath = ?", (folder, relpath)).rowcount
-
     def latest_versions(self, folder: str) -> dict[str, tuple[int, int, str]]:
         """``relpath -> (size, mtime_ns, state)`` of each path's newest version, in one query.
 
@@ -497,16 +501,6 @@ class Ledger:
         )
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
-    def known_paths(self, folder: str) -> set[str]:
-        """Relative paths with a live (not gone) version, for reconciling a rescan with the ledger."""
-        rows = self._db().conn.execute(
-            f"SELECT DISTINCT relpath FROM assets WHERE folder = ? AND state IN ({','.join('?' * len(UNSUBMITTED_STATES))})",
-            (folder, *UNSUBMITTED_STATES),
-        ).fetchall()
-        return {row[0] for row in rows}
-
-    # -- discovery
-
     def observe_new_paths(
         self, folder: str, sightings: Sequence[tuple[str, int, int]], now: float
     ) -> tuple[list[tuple[str, str]], list[tuple[str, int, int]]]:
@@ -519,7 +513,6 @@ class Ledger:
         inserted: list[tuple[str, str]] = []
         leftover: list[tuple[str, int, int]] = []
         unique = list({relpath: (relpath, size, mtime) for relpath, size, mtime in sightings}.values())
-        priority = getattr(self, "_priorities", {}).get(folder, 0)
         with self._write() as conn:
             for start in range(0, len(unique), 500):
                 chunk = unique[start:start + 500]
@@ -530,19 +523,10 @@ class Ledger:
                         (folder, *(relpath for relpath, _, _ in chunk)),
                     )
                 }
-                rows = []
-                for relpath, size, mtime_ns in chunk:
-                    if relpath in known:
-                        leftover.append((relpath, size, mtime_ns))
-                        continue
-                    asset_id = new_asset_id()
-                    inserted.append((relpath, asset_id))
-                    rows.append((asset_id, folder, relpath, size, mtime_ns, SETTLING, now, now, now, now, priority))
-                conn.executemany(
-                    "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
-                    "created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                fresh = [sighting for sighting in chunk if sighting[0] not in known]
+                leftover.extend(sighting for sighting in chunk if sighting[0] in known)
+                ids = self._insert_versions(conn, folder, fresh, now)
+                inserted.extend((sighting[0], asset_id) for sighting, asset_id in zip(fresh, ids, strict=True))
         return inserted, leftover
 
     def mark_gone_many(self, folder: str, relpaths: Sequence[str], now: float) -> list[tuple[str, str]]:
@@ -601,30 +585,6 @@ class Ledger:
             "SELECT * FROM assets WHERE last_error IS NOT NULL AND state NOT IN (?, ?, ?) "
             "ORDER BY updated_at DESC, id DESC LIMIT ?",
             (GONE, SUPERSEDED, PUBLISHED, limit),
-        ).fetchall()
-        return [self._asset(row) for row in rows]
-
-    def created_between(
-        self, *, states: Sequence[str] = (), folder: str | None = None, older_than: float | None = None,
-        newer_than: float | None = None, limit: int = 1000,
-    ) -> list[Asset]:
-        """Rows by when the file was first seen (``created_at``), newest first, for ``assets --older-than``."""
-        clauses, params = [], []
-        if states:
-            clauses.append(f"state IN ({','.join('?' * len(states))})")
-            params.extend(states)
-        if folder is not None:
-            clauses.append("folder = ?")
-            params.append(folder)
-        if older_than is not None:
-            clauses.append("created_at <= ?")
-            params.append(older_than)
-        if newer_than is not None:
-            clauses.append("created_at >= ?")
-            params.append(newer_than)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db().conn.execute(
-            f"SELECT * FROM assets {where} ORDER BY id DESC LIMIT ?", (*params, limit)
         ).fetchall()
         return [self._asset(row) for row in rows]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_valid_config_gives_frozen_values_with_defaults(tmp_path):
     folder = config.folders[0]
     assert folder.recursive is True and folder.settle_seconds == 5.0 and folder.sidecars.naming == "auto"
     assert dict(folder.modules) == {"face_recognition": {"model": "celebrities"}}
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         folder.settle_seconds = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         folder.modules["x"] = {}  # type: ignore[index]

@@ -317,7 +317,7 @@ def test_failed_job_is_resubmitted_only_when_configured(tmp_path):
     services = make_services(config, Ledger(config.ledger), client, clock)
     runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     _accept(services, clock, watch, runners, ["a.png"])
-    for round_ in range(3):
+    for _ in range(3):
         _run(runners, "upload", "submit")
         client.finish("failed", ("GPU out of memory",))
         clock.advance(30)

@@ -19,11 +19,11 @@ def run(args: argparse.Namespace) -> int:
         wanted = os.path.normpath(os.path.abspath(args.folder))
         matches = [key for key in folder_by_key(config) if os.path.normpath(key) == wanted]
         folder = matches[0] if matches else wanted
-    rows = ledger.created_between(
+    rows = ledger.query(
         states=args.state or (),
         folder=folder,
-        older_than=now - args.older_than if args.older_than is not None else None,
-        newer_than=now - args.newer_than if args.newer_than is not None else None,
+        created_before=now - args.older_than if args.older_than is not None else None,
+        created_after=now - args.newer_than if args.newer_than is not None else None,
         limit=args.limit,
     )
     if args.json:

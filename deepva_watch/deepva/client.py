@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -281,7 +282,7 @@ class DeepVAClient:
             if error is None:
                 assert response is not None
                 return response
-            if not error.retryable or attempt == attempts:
+            if not error.retryable or attempt == attempts or error.reason == CERTIFICATE_REJECTED:
                 raise error
             if not call.resend_after_send and may_have_been_applied(error):
                 raise error
@@ -413,6 +414,31 @@ def _optional_int(value: Any) -> int | None:
     return None
 
 
+CERTIFICATE_REJECTED = "TLS certificate not trusted (for a private CA, set api.ca_bundle)"
+"""The reason of a :class:`TransportError` for a server certificate that did not verify. Sending again at once cannot
+change the answer, so :meth:`DeepVAClient._send` does not; the error stays retryable for the caller's slower backoff,
+since the operator may install the CA bundle or the server may get a proper certificate."""
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    """Whether an SSL failure was our verification of the server's certificate (not a handshake cut short)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(current, BaseException):
+            pending.extend([current.__cause__, current.__context__, *current.args])
+        reason = getattr(current, "reason", None)
+        if reason is not None:
+            pending.append(reason)
+    return False
+
+
 _ID_SEGMENT = re.compile(r"^/(jobs|storage)/[^/]+/")
 
 
@@ -444,6 +470,8 @@ def _transport_error(call: _Call, exc: requests.RequestException) -> TransportEr
     if isinstance(exc, requests.ReadTimeout):
         return TransportError(call.method, call.path, reason="timed out waiting for the response", maybe_applied=True)
     if isinstance(exc, requests.exceptions.SSLError):
+        if _certificate_rejected(exc):
+            return TransportError(call.method, call.path, reason=CERTIFICATE_REJECTED, maybe_applied=False)
         return TransportError(call.method, call.path, reason="TLS error", maybe_applied=True)
     if isinstance(exc, requests.ConnectionError):
         cause = exc.args[0] if exc.args else None

@@ -17,7 +17,7 @@ import pytest
 from deepva_scripted_server import Received, Reply, storage_json
 
 import deepva_watch
-from deepva_watch.deepva import TransportError, RetryPolicy, SourceChanged, StorageObject, UploadRejected
+from deepva_watch.deepva import TransportError, SourceChanged, StorageObject, UploadRejected
 from deepva_watch.deepva.upload import Throttle
 
 
