@@ -504,9 +504,9 @@ def recovered_steps(rig: Rig) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def print_chaos(result: ChaosResult, seed: int) -> None:
+def print_chaos(result: ChaosResult, seed: int, statuses: str = "500,502,503") -> None:
     v = result.verdict
-    report(f"chaos: {v.files} files, {result.kills} SIGKILLs, seed {seed}", [
+    report(f"chaos: {v.files} files, {result.kills} SIGKILLs, seed {seed}, injected 5xx: {statuses}", [
         ("files", f"{v.files} ({v.valid} valid, {v.invalid} invalid) in {result.waves} waves"),
         ("published / rejected", f"{v.published} / {v.rejected}"),
         ("ledger states", ", ".join(f"{k}: {n}" for k, n in sorted(v.states.items()))),
@@ -534,6 +534,8 @@ class OutageResult:
     verdict: Verdict
     outage_seconds: float
     calls_during_outage: int
+    calls_by_half: tuple[int, int]
+    """Calls in the first and the second half of the outage: a backoff that grows makes the second smaller."""
     call_bound: int
     rows_waiting: int
     retries: int
@@ -579,14 +581,19 @@ def run_outage(minutes: float = 2.0, files_before: int = 10, files_during: int =
         calls_before = rig.api_calls_seen()
         rig.set_faults(down=True, down_mode="refuse", down_for=seconds)
         outage_started = time.monotonic()
+        # files arrive through the first half; the second half has a fixed backlog, so its calls show the backoff
         waves = 4
         for index in range(waves):
             drop(rig.watch, rig.dir / "staging", during[index::waves], rng)
-            time.sleep(seconds / waves)
+            time.sleep(seconds / 2 / waves)
+        calls_at_half = rig.api_calls_seen()
+        time.sleep(max(0.0, seconds - (time.monotonic() - outage_started)))
         # the emulator reopens by itself after down_for; wait for that moment before counting
         wait_until(lambda: _reachable(rig), 30, 0.1)
         outage = time.monotonic() - outage_started
-        calls_during = rig.api_calls_seen() - calls_before
+        calls_after = rig.api_calls_seen()
+        calls_during = calls_after - calls_before
+        halves = (calls_at_half - calls_before, calls_after - calls_at_half)
         requests_during = emulator_requests(rig.stats()) - requests_before
         rows_waiting = sum(
             1 for row in latest_rows(rig.ledger).values() if row["state"] not in FINAL_STATES + ("settling", "settled")
@@ -602,7 +609,7 @@ def run_outage(minutes: float = 2.0, files_before: int = 10, files_during: int =
             verdict.problems.append(f"{calls_during} API calls during the outage, more than the backoff allows ({bound})")
         if failed:
             verdict.problems.append(f"{failed} file(s) ended failed")
-        return OutageResult(verdict, outage, calls_during, bound, rows_waiting, retries, requests_during, drain,
+        return OutageResult(verdict, outage, calls_during, halves, bound, rows_waiting, retries, requests_during, drain,
                             time.monotonic() - started, failed, rig.dir)
     finally:
         rig.close()
@@ -624,6 +631,7 @@ def print_outage(result: OutageResult, minutes: float) -> None:
         ("API calls during the outage", f"{result.calls_during_outage} (daemon's own count, /metrics; "
                                         f"bound {result.call_bound} for {result.rows_waiting} rows waiting, "
                                         f"retries {result.retries})"),
+        ("calls, first / second half", f"{result.calls_by_half[0]} / {result.calls_by_half[1]}"),
         ("requests the emulator saw", f"{result.emulator_requests_during} (refused connections are not counted)"),
         ("ended failed", str(result.failed)),
         ("drain after the outage", f"{result.drain_seconds:.1f} s"),
@@ -796,6 +804,8 @@ def main(argv: list[str] | None = None) -> int:
     chaos.add_argument("--kills", type=int, default=24)
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--max-up", type=float, default=3.0, help="longest run between two kills, seconds")
+    chaos.add_argument("--error-statuses", default="500,502,503",
+                       help="5xx statuses the injected API errors use, comma-separated (default: %(default)s)")
     outage = sub.add_parser("outage", help="API unreachable for a while, files keep arriving")
     outage.add_argument("--minutes", type=float, default=2.0)
     outage.add_argument("--files-during", type=int, default=40)
@@ -810,8 +820,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.scenario == "chaos":
-        result = run_chaos(args.files, args.kills, args.seed, max_up=args.max_up, keep=args.keep)
-        print_chaos(result, args.seed)
+        statuses = [int(status) for status in args.error_statuses.split(",")]
+        result = run_chaos(args.files, args.kills, args.seed, max_up=args.max_up, keep=args.keep,
+                           faults={**CHAOS_FAULTS, "error_statuses": statuses})
+        print_chaos(result, args.seed, args.error_statuses)
         problems = result.verdict.problems
     elif args.scenario == "outage":
         outage_result = run_outage(args.minutes, files_during=args.files_during, seed=args.seed, keep=args.keep)

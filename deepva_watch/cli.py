@@ -17,7 +17,7 @@ import structlog
 
 from deepva_watch import __version__, log
 from deepva_watch.commands import add_operator_commands
-from deepva_watch.config import Config, ConfigError, load_config, resolve_api_key
+from deepva_watch.config import Config, ConfigError, load_config, permission_warnings, resolve_api_key
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = Path("/etc/deepva-watch/config.yaml")
@@ -89,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     key = resolve_api_key(config.api)
     log.register_secret(key.reveal())
     logger = structlog.get_logger("deepva_watch.cli")
+    for warning in permission_warnings(args.config, config):
+        logger.warning("insecure_permissions", note=warning)
     client = DeepVAClient(
         config.api.url,
         key.reveal(),

@@ -310,6 +310,11 @@ class Ledger:
         ).fetchone()
         return row[0]
 
+    def job_ids_in(self, state: str) -> set[str]:
+        """Job ids of the rows in ``state`` (the tracker's jobs: as many as ``max_active_jobs``)."""
+        rows = self._db().conn.execute("SELECT job_id FROM assets WHERE state = ? AND job_id IS NOT NULL", (state,))
+        return {row[0] for row in rows}
+
     def count_in(self, states: Sequence[str]) -> int:
         row = self._db().conn.execute(
             f"SELECT COUNT(*) FROM assets WHERE state IN ({','.join('?' * len(states))})", tuple(states)

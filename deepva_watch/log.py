@@ -41,6 +41,13 @@ def _scrub(value: Any, secrets: frozenset[str]) -> Any:
     return value
 
 
+def scrub(text: str) -> str:
+    """``text`` with every registered secret cut out: for error text that is stored (the ledger) as well as logged."""
+    with _secrets_lock:
+        secrets = frozenset(_secrets)
+    return _scrub(text, secrets) if secrets else text
+
+
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     with _secrets_lock:
         secrets = frozenset(_secrets)

@@ -20,6 +20,7 @@ import structlog
 from deepva_watch import ledger as states
 from deepva_watch.config import Config, FolderConfig
 from deepva_watch.ledger import Asset, Ledger, TransitionLost
+from deepva_watch.log import scrub
 
 log = structlog.get_logger("deepva_watch.pipeline")
 
@@ -112,9 +113,9 @@ class JobCache:
         with self._lock:
             return self._jobs.pop(asset_id, None)
 
-    def clear(self) -> None:
+    def ids(self) -> set[str]:
         with self._lock:
-            self._jobs.clear()
+            return set(self._jobs)
 
 
 class RateBudget:
@@ -130,9 +131,12 @@ class RateBudget:
 
     def available(self) -> bool:
         """Whether a request could be spent now, without spending it."""
+        return self.seconds_until_available() == 0
+
+    def seconds_until_available(self) -> float:
         with self._lock:
-            now = self.clock.now()
-            return min(self.capacity, self.tokens + (now - self.last) * self.rate) >= 1
+            tokens = min(self.capacity, self.tokens + (self.clock.now() - self.last) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
     def take(self) -> float:
         """Spend one request; returns 0, or how many seconds to wait before one is available (nothing spent)."""
@@ -256,6 +260,8 @@ class Stage:
     """Further states whose arrival may let this stage work (a job finishing frees a slot for the next)."""
     uses_api: bool = False
     """Rests while the API gate is closed (the key was refused)."""
+    rest: Callable[[Services], float] | None = None
+    """With no capacity: how long until there may be some (a request budget refilling); None: until woken."""
 
     def home_of(self, asset: Asset) -> str:
         return self.home(asset) if self.home else self.takes[0]
@@ -299,7 +305,9 @@ class StageRunner:
             self.wakeup.clear()
 
     def _idle_seconds(self) -> float:
-        if self.at_capacity:  # rows are due but the quota is full: only a finishing job can free a slot, and it wakes us
+        if self.at_capacity:  # rows are due but a quota is full: a finishing job wakes us, a budget refills in time
+            if self.stage.rest is not None:
+                return max(0.01, min(self.IDLE_SECONDS, self.stage.rest(self.services)))
             return self.IDLE_SECONDS
         due = self.services.ledger.next_due_at(self.stage.takes)
         if due is None:
@@ -374,6 +382,9 @@ class StageRunner:
         else:
             target = states.FAILED
             changes.update(last_error=outcome.error, error_retryable=int(outcome.retryable))
+        for column in ("last_error", "job_errors"):  # server text may echo a secret: never store it
+            if isinstance(changes.get(column), str):
+                changes[column] = scrub(changes[column])
         try:
             updated = ledger.transition(asset, asset.state, target, now, **changes)
         except TransitionLost:

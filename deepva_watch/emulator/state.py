@@ -105,7 +105,9 @@ class EmulatorState:
         self._clock = clock
         self._processing_time = processing_time
         self._queue_time = queue_time
-        self._jobs: dict[str, JobRecord] = {}
+        self._jobs: dict[str, JobRecord] = {}  # in creation order, so newest first is a reversed walk, not a sort
+        self._jobs_by_tag: dict[str, dict[str, JobRecord]] = {}
+        self._unfinished: dict[str, JobRecord] = {}  # kept small: finished jobs leave it at the next creation
         self._objects: dict[int, StoredObject] = {}
         self._objects_by_url: dict[str, StoredObject] = {}
         self._next_object_id = 1
@@ -204,8 +206,12 @@ class EmulatorState:
             )
             self._next_sequence += 1
             # Active means "created and not yet completed"; the new job counts itself even when it completes at once.
-            active = 1 + sum(1 for other in self._jobs.values() if not other.timeline.is_finished(now))
+            for finished in [key for key, other in self._unfinished.items() if other.timeline.is_finished(now)]:
+                del self._unfinished[finished]
+            active = 1 + len(self._unfinished)
             self._jobs[job.id] = job
+            self._jobs_by_tag.setdefault(job.tag, {})[job.id] = job
+            self._unfinished[job.id] = job
             if job.webhook is not None:
                 self._awaiting_webhooks[job.id] = job
             self._counters.jobs_created += 1
@@ -214,8 +220,8 @@ class EmulatorState:
 
     def jobs_newest_first(self, tag: str | None = None) -> list[JobRecord]:
         with self._lock:
-            jobs = [job for job in self._jobs.values() if tag is None or job.tag == tag]
-        return sorted(jobs, key=lambda job: job.sequence, reverse=True)
+            source = self._jobs if tag is None else self._jobs_by_tag.get(tag, {})
+            return list(reversed(source.values()))
 
     def job(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -227,6 +233,8 @@ class EmulatorState:
             job = self._jobs.pop(job_id, None)
             if job is None:
                 return False
+            self._jobs_by_tag.get(job.tag, {}).pop(job_id, None)
+            self._unfinished.pop(job_id, None)
             self._awaiting_webhooks.pop(job_id, None)
             if job.timeline.is_completed(self._clock()):
                 self._counters.completed_deleted_by_tag[job.tag] += 1

@@ -25,7 +25,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING,
           capacity=submit_capacity, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
     Stage("track", takes=(states.SUBMITTED,), step=tracking.track, prefetch=tracking.prefetch,
-          capacity=tracking.capacity, batch=tracking.BATCH, uses_api=True),
+          capacity=tracking.capacity, rest=tracking.rest, batch=tracking.BATCH, uses_api=True),
     # several publishers: writing sidecars waits on fsync far more than it computes
     Stage("publish", takes=(states.COMPLETED, states.JOB_FAILED), step=publish, working=states.PUBLISHING,
           home=home_state, workers=lambda config: PUBLISH_WORKERS, uses_api=True),

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 
-from deepva_watch.deepva import DeepVAError, NotAuthenticated, RateLimited, SourceChanged
+from deepva_watch.deepva import DeepVAError, NotAuthenticated, RateLimited, SourceChanged, TransportError
+from deepva_watch.deepva.client import CERTIFICATE_REJECTED
 from deepva_watch.pipeline import Fail, Outcome, Retry, gone
 
 #: A refused key says nothing about the file: wait this long, without using up the file's attempts.
 REFUSED_KEY_RETRY_SECONDS = 60.0
+#: An untrusted certificate is a setup problem (api.ca_bundle), not the file's: the same patience as a refused key.
+UNTRUSTED_CERTIFICATE_RETRY_SECONDS = 60.0
 
 
 def outcome_for(error: BaseException) -> Outcome:
@@ -20,6 +23,8 @@ def outcome_for(error: BaseException) -> Outcome:
         return Retry("the file changed while it was being read; it will be taken again once it settles", delay=0)
     if isinstance(error, NotAuthenticated):
         return Retry(f"DeepVA refused the API key ({error})", delay=REFUSED_KEY_RETRY_SECONDS, counts=False)
+    if isinstance(error, TransportError) and error.reason == CERTIFICATE_REJECTED:
+        return Retry(str(error), delay=UNTRUSTED_CERTIFICATE_RETRY_SECONDS, counts=False)
     if isinstance(error, RateLimited):
         return Retry(str(error), delay=error.retry_after, counts=False)
     if isinstance(error, DeepVAError):

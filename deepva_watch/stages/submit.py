@@ -18,7 +18,7 @@ from deepva_watch.deepva.errors import may_have_been_applied
 from deepva_watch.ledger import Asset
 from deepva_watch.pipeline import Advance, Fail, Outcome, Retry, Services, beat
 from deepva_watch.sources import SourceMappingError, job_source
-from deepva_watch.stages.track import base_interval
+from deepva_watch.stages.track import base_interval, on_grid
 from deepva_watch.webhook import webhook_request
 from deepva_watch.stages.failures import outcome_for
 
@@ -114,5 +114,5 @@ def _submitted(services: Services, job) -> Advance:  # type: ignore[no-untyped-d
     return Advance(
         states.SUBMITTED,
         {"job_id": job.id, "job_state": job.state, "job_progress": job.progress, "submitted_at": now,
-         "submit_attempted": 1, "next_attempt_at": now + base_interval(services.config)},
+         "submit_attempted": 1, "next_attempt_at": on_grid(services.config, now + base_interval(services.config))},
     )

@@ -11,6 +11,8 @@ expired) sends the file back to be submitted again rather than losing it.
 
 from __future__ import annotations
 
+import math
+
 import structlog
 
 from deepva_watch import ledger as states
@@ -26,8 +28,8 @@ LIST_PAGE_SIZE = 100
 #: With a webhook receiver, polls are this much rarer: a delivery makes the job due at once.
 WEBHOOK_POLL_FACTOR = 6
 BATCH = 200
-#: Below this many due jobs, asking for each is as cheap as listing.
-LIST_THRESHOLD = 3
+#: With fewer jobs than this at DeepVA, asking for each is as cheap as listing.
+LIST_THRESHOLD = 2
 MAX_POLL_INTERVAL_SECONDS = 120.0
 #: With retry_failed_jobs on, a file whose job fails is submitted again this many times before it is parked.
 FAILED_JOB_RETRIES = 2
@@ -40,23 +42,30 @@ def capacity(services: Services) -> int:
 
 
 def prefetch(services: Services, assets: list[Asset]) -> None:
-    """One or a few list pages instead of one request per job; whatever is found is left in ``services.polled``."""
-    wanted = {asset.job_id for asset in assets if asset.job_id}
-    if len(wanted) < LIST_THRESHOLD:
+    """List pages instead of one request per job. A page costs one request whichever jobs it holds, so every job of
+    ours it shows is used: due ones are answered from it, and any other that has ended is made due at once."""
+    due = {asset.job_id for asset in assets if asset.job_id} - services.polled.ids()
+    ours = services.ledger.job_ids_in(states.SUBMITTED)
+    if not due or len(ours) < LIST_THRESHOLD:
         return
-    services.polled.clear()
-    max_pages = len(wanted) // LIST_PAGE_SIZE + 2
+    wanted = set(ours)
     offset = 0
-    for _ in range(max_pages):
+    for _ in range(len(ours) // LIST_PAGE_SIZE + 2):
         if services.poll_budget is not None and services.poll_budget.take() > 0:
             return
         page = services.client.list_jobs(offset=offset, limit=LIST_PAGE_SIZE)
+        now = services.clock.now()
         for job in page.jobs:
-            if job.id in wanted:
+            if job.id not in wanted:
+                continue
+            wanted.discard(job.id)
+            if job.id in due:
                 services.polled.put(job.id, job)
-                wanted.discard(job.id)
+            elif job.is_terminal:  # answered already: it is stepped in the next round without another request
+                services.polled.put(job.id, job)
+                services.ledger.poll_now(job.id, now)
         offset += len(page.jobs)
-        if not wanted or not page.has_next or not page.jobs:
+        if not (wanted & due) or not page.has_next or not page.jobs:
             return
 
 
@@ -108,4 +117,16 @@ def track(services: Services, asset: Asset) -> Outcome:
                                            "job_failures": failures})
     if not job.is_known_state:
         log.warning("job_state_unknown", state=job.state, note="polling on")
-    return Wait(now + next_interval(services, asset, job, now), progress)
+    return Wait(on_grid(services.config, now + next_interval(services, asset, job, now)), progress)
+
+
+def on_grid(config: Config, moment: float) -> float:
+    """Round a poll time up to the next multiple of the base interval, so that jobs fall due together and one list
+    request serves all of them instead of one request each."""
+    step = base_interval(config)
+    return math.ceil(moment / step) * step if step > 0 else moment
+
+
+def rest(services: Services) -> float:
+    """While the request budget is spent: how long until the next request may be made."""
+    return services.poll_budget.seconds_until_available() if services.poll_budget is not None else 0.0

@@ -29,6 +29,8 @@ class Answers:
 
     job: bytes
     detailed: bytes = b'{"total": 0, "offset": 0, "limit": 100, "next": null, "prev": null, "data": []}'
+    status: int = 200
+    """The status of ``GET /jobs/{id}/`` (the detailed results always answer 200)."""
 
 
 def plain_job(job_id: str, tag: str, source: str, **overrides: Any) -> dict[str, Any]:
@@ -132,7 +134,9 @@ class FakeDeepVA:
             if job is None:
                 return self._reply(handler, 404, self._error_body(handler, "Not found."))
             answers = self.scenarios.get(job.scenario, _default)(job.id, job.tag, job.source)
-            return self._reply(handler, 200, answers.detailed if parts[2:] == ["detailed-results"] else answers.job)
+            if parts[2:] == ["detailed-results"]:
+                return self._reply(handler, 200, answers.detailed)
+            return self._reply(handler, answers.status, answers.job)
         if handler.command == "DELETE":
             return self._reply(handler, 204, b"")
         return self._reply(handler, 404, self._error_body(handler, "Not found."))

@@ -197,3 +197,87 @@ def test_file_replaced_during_upload_is_superseded_and_the_new_one_published(tmp
     sidecar = json.loads((watch / "clip.mp4.deepva.json").read_text())
     assert sidecar["asset"]["size"] == new_size and sidecar["asset"]["asset_id"] == new["asset_id"]
     assert sidecar["job"]["id"] == new["job_id"]
+
+
+def _upload_sparse(tmp_path: Path, fake_deepva, daemon_factory, size: int) -> int:
+    """Publish one sparse file of ``size`` bytes through a discarding server; returns the daemon's peak RSS in KiB."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    media = watch / "huge.mp4"
+    with open(media, "wb") as handle:  # a real MP4 head (so sniffing accepts it), then a hole: no disk is used
+        handle.write((FIXTURES / "sample.mp4").read_bytes())
+        handle.truncate(size)
+    daemon = daemon_factory(write_config(tmp_path, fake_deepva.base_url, [watch]))
+    rows = rows_when_final(tmp_path / "ledger.sqlite3", 1, 600)
+    assert daemon.process is not None
+    peak = peak_rss_kib(daemon.process.pid)
+    assert daemon.stop() == 0
+    assert rows[0]["state"] == "published", rows[0]
+    name, received = fake_deepva.uploads[0]
+    assert name.endswith("huge.mp4") and received > size  # the whole file went out, in one multipart body
+    return peak
+
+
+def test_large_sparse_file_streams_with_bounded_memory(tmp_path, fake_deepva, daemon_factory):
+    """1 GiB in the CI suite (a few seconds on loopback); the 20 GiB run is the slow test below."""
+    peak = _upload_sparse(tmp_path, fake_deepva, daemon_factory, 1 << 30)
+    assert peak < 200 * 1024, f"peak RSS {peak} KiB while uploading 1 GiB"
+
+
+@pytest.mark.slow
+def test_20_gib_sparse_file_streams_with_bounded_memory(tmp_path, fake_deepva, daemon_factory):
+    """``truncate -s 20G``: about a minute on loopback, so outside the CI suite (``pytest -m slow tests/hostile``)."""
+    peak = _upload_sparse(tmp_path, fake_deepva, daemon_factory, 20 << 30)
+    assert peak < 200 * 1024, f"peak RSS {peak} KiB while uploading 20 GiB"
+
+
+def test_symlink_loops_end_when_links_are_followed(tmp_path):
+    """With follow_symlinks on, every folder is entered once per (device, inode): a loop ends, nothing hangs."""
+    from deepva_watch.config import FolderConfig
+    from deepva_watch.stages.discover import scan_tree
+
+    watch = tmp_path / "watch"
+    (watch / "a" / "b").mkdir(parents=True)
+    shutil.copy(FIXTURES / "sample.jpg", watch / "a" / "b" / "one.jpg")
+    (watch / "a" / "b" / "up").symlink_to("../..")
+    (watch / "self").symlink_to(".")
+    (watch / "ping.jpg").symlink_to("pong.jpg")
+    (watch / "pong.jpg").symlink_to("ping.jpg")
+    os.mkfifo(watch / "pipe.jpg")
+    folder = FolderConfig(path=watch, modules={"m": {}}, follow_symlinks=True)
+    assert sorted(scan_tree(folder).files) == ["a/b/one.jpg"]
+
+
+def test_a_fifo_swapped_in_after_discovery_is_rejected_without_blocking(tmp_path):
+    """A regular file is recorded, then replaced by a FIFO before it settles: settle and sniff look before they open,
+    and open non-blocking, so the step returns at once with a reason."""
+    import time
+
+    from deepva_watch.config import Config, FolderConfig
+    from deepva_watch.ledger import Ledger
+    from deepva_watch.media.sniff import Unsupported, sniff
+    from deepva_watch.pipeline import Advance, make_services
+    from deepva_watch.stages.settle import settle
+
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    target = watch / "clip.mp4"
+    target.write_bytes((FIXTURES / "sample.mp4").read_bytes())
+    folder = FolderConfig(path=watch, modules={"m": {}}, settle_seconds=0)
+    config = Config(folders=(folder,), ledger=tmp_path / "ledger.sqlite3")
+    ledger = Ledger(config.ledger)
+
+    class Clock:
+        def now(self) -> float:
+            return time.time() + 60
+
+    services = make_services(config, ledger, client=None, clock=Clock())
+    info = target.stat()
+    ledger.observe(str(watch.absolute()), "clip.mp4", info.st_size, info.st_mtime_ns, time.time())
+    target.unlink()
+    os.mkfifo(target)
+    asset = ledger.versions(str(watch.absolute()), "clip.mp4")[-1]
+    outcome = settle(services, asset)
+    assert isinstance(outcome, Advance) and outcome.to == "rejected" and "regular" in outcome.changes["last_error"]
+    verdict = sniff(target)
+    assert isinstance(verdict, Unsupported) and "FIFO" in verdict.reason
