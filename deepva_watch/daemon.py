@@ -60,7 +60,9 @@ class Daemon:
             api_failure_seconds=self.config.metrics.api_failure_seconds,
             folder_statuses=self.folder_statuses,
             ledger_problem=lambda: ledger_write_problem(self.config.ledger),
+            api_paused=lambda: self.services.api_gate.reason,
         )
+        self.services.api_failing_for = self.health.api_failing_for
         self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses)
         self.services.metrics = self.metrics
         self.watchdog = Watchdog(self.notifier, watchdog_interval())

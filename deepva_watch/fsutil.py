@@ -8,6 +8,7 @@ itself survives a crash.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import stat
@@ -30,6 +31,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, mode_from: Pa
     path = Path(path)
     folder = path.parent
     mode = _mode_for(mode_from if mode_from is not None else path)
+    _remove_stale_temps(folder, path.name)
     temp_path, fd = _create_temp(folder, path.name)
     try:
         with os.fdopen(fd, "wb") as stream:
@@ -45,6 +47,16 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, mode_from: Pa
             pass
         raise
     _fsync_folder(folder)
+
+
+def _remove_stale_temps(folder: Path, name: str) -> None:
+    """Temp files of ``name`` left by a process killed mid-write. Only one writer ever writes a given sidecar (the
+    ledger hands its row to one worker), so any such file is a leftover and can go."""
+    for stale in folder.glob(glob.escape(temp_name_for(name).rsplit(TEMP_MARKER, 1)[0] + TEMP_MARKER) + "*"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
 
 
 def temp_name_for(name: str) -> str:

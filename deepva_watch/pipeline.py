@@ -204,6 +204,8 @@ class Services:
     poll_budget: Any = None  # the ceiling on job-status requests per minute
     api_gate: ApiGate = field(default_factory=ApiGate)
     metrics: Any = None  # deepva_watch.service.metrics.Metrics, when the daemon runs with metrics
+    api_failing_for: Callable[[], float | None] = lambda: None
+    """Seconds every API call has failed for (None: it answers); retries that do not count grow with the outage."""
 
     def folder(self, asset: Asset) -> FolderConfig:
         folders = self._folders
@@ -270,6 +272,15 @@ class Stage:
 def backoff(attempts: int, rng: random.Random) -> float:
     """Exponential backoff with full jitter: spreads retries of many files so an outage ends without a stampede."""
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def outage_backoff(failing_for: float | None, rng: random.Random) -> float:
+    """While DeepVA is unreachable, each file waits about half as long as the outage has lasted so far (up to the
+    backoff cap): requests thin out as an outage drags on, and none waits more than half the outage once it ends."""
+    if not failing_for:
+        return 0.0
+    ceiling = min(BACKOFF_CAP_SECONDS, failing_for / 2)
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
@@ -378,6 +389,8 @@ class StageRunner:
             else:
                 target = home
                 delay = outcome.delay if outcome.delay is not None else backoff(max(attempts, 1), self.services.rng)
+                if not outcome.counts and outcome.delay is None:
+                    delay = max(delay, outage_backoff(self.services.api_failing_for(), self.services.rng))
                 changes.update(attempts=attempts, next_attempt_at=now + delay, last_error=outcome.error)
         else:
             target = states.FAILED

@@ -20,6 +20,7 @@ from deepva_watch.ledger import Ledger
 from deepva_watch.pipeline import MAX_ATTEMPTS, Services, StageRunner, folder_key, make_services
 from deepva_watch.stages import STAGES
 from deepva_watch.stages.discover import reconcile
+from deepva_watch.stages.failures import REFUSED_KEY_RETRY_SECONDS
 from tests.conftest import FIXTURES
 
 
@@ -214,7 +215,7 @@ def test_refused_key_and_bad_request_are_treated_differently(setup):
     client.errors["upload"] = [NotAuthenticated("POST", "/storage/", status=401, excerpt="")]
     _run(runners, "upload")
     refused = next(a for a in services.ledger.query() if a.attempts == 0 and a.state == states.ACCEPTED and a.last_error)
-    assert "refused the API key" in refused.last_error and refused.next_attempt_at == clock.now() + 60
+    assert "refused the API key" in refused.last_error and refused.next_attempt_at == clock.now() + REFUSED_KEY_RETRY_SECONDS
     client.errors["create_job"] = [BadRequest("POST", "/jobs/", status=400, excerpt="bad modules")]
     _run(runners, "upload", "submit")
     failed = [a for a in services.ledger.query() if a.state == states.FAILED]

@@ -130,8 +130,8 @@ class DeepVAClient:
         This MAY create the job on the server even when it raises (e.g. a timeout after the server accepted the body):
         callers reconcile by searching for their tag (:meth:`find_jobs_by_tag`) before trying again. A
         :class:`TransportError` with ``maybe_applied`` set is exactly that case and is never retried here, and neither
-        is a 500/502/504 (a proxy may send one after the server accepted the job); 429, 503 and failures to connect
-        (nothing sent) are.
+        is a 5xx (a proxy may send one after the server accepted the job); 429 and failures to connect (nothing sent)
+        are.
         """
         payload: dict[str, Any] = {"sources": list(sources), "modules": dict(modules), "tag": tag}
         if webhook is not None:

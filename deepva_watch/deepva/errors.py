@@ -199,9 +199,9 @@ def error_for_status(
 def may_have_been_applied(error: DeepVAError) -> bool:
     """Could the server have acted on a request that ended in ``error``?
 
-    A lost answer could have; so could a 500, 502 or 504, which a proxy may send after the server behind it accepted
-    the request. 429 and 503 are the server's own "not now", and a 4xx is a refusal.
+    A lost answer could have; so could any 5xx, which a proxy may send after the server behind it accepted the request
+    (a 503 included: it may be the proxy's timeout, not DeepVA's "not now"). A 429 and a 4xx are refusals.
     """
     if isinstance(error, TransportError):
         return error.maybe_applied
-    return error.status is not None and error.status >= 500 and error.status != 503
+    return error.status is not None and error.status >= 500

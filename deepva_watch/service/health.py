@@ -65,11 +65,13 @@ class Health:
         api_failure_seconds: float,
         folder_statuses: Callable[[], Sequence[FolderState]],
         ledger_problem: Callable[[], str | None],
+        api_paused: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_failure_seconds = api_failure_seconds
         self.folder_statuses = folder_statuses
         self.ledger_problem = ledger_problem
+        self.api_paused = api_paused
         self.clock = clock
         self._lock = threading.Lock()
         self._failing_since: float | None = None
@@ -105,6 +107,9 @@ class Health:
         for folder in self.folder_statuses():
             if folder.paused:
                 reasons.append(f"folder {folder.folder} is paused: {folder.reason or 'no reason given'}")
+        paused = self.api_paused()
+        if paused:
+            reasons.append(f"all DeepVA work is paused: {paused}")
         failing_for = self.api_failing_for()
         if failing_for is not None and failing_for > self.api_failure_seconds:
             status = self._last_failure_status

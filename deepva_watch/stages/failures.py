@@ -12,8 +12,9 @@ from deepva_watch.deepva import DeepVAError, NotAuthenticated, RateLimited, Sour
 from deepva_watch.deepva.client import CERTIFICATE_REJECTED
 from deepva_watch.pipeline import Fail, Outcome, Retry, gone
 
-#: A refused key says nothing about the file: wait this long, without using up the file's attempts.
-REFUSED_KEY_RETRY_SECONDS = 60.0
+#: A refused key says nothing about the file: it does not use up the file's attempts, and its row is due again almost
+#: at once, because the daemon's API gate (closed by the 401) is what holds the work back until the key is fixed.
+REFUSED_KEY_RETRY_SECONDS = 2.0
 #: An untrusted certificate is a setup problem (api.ca_bundle), not the file's: the same patience as a refused key.
 UNTRUSTED_CERTIFICATE_RETRY_SECONDS = 60.0
 

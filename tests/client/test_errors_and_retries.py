@@ -186,8 +186,8 @@ def test_create_job_dropped_connection_is_not_resent(server, make_client, sleep)
     assert len(server.requests_to("POST", "/jobs/")) == 1
 
 
-def test_create_job_retries_server_errors_and_sends_the_documented_body(server, make_client, sleep):
-    server.script("POST", "/jobs/", Reply(503), Reply(201, job_json("j9", tag="asset-1")))
+def test_create_job_retries_a_429_and_sends_the_documented_body(server, make_client, sleep):
+    server.script("POST", "/jobs/", Reply(429), Reply(201, job_json("j9", tag="asset-1")))
     webhook = {"events": ["job.face_recognition.on_completed"], "callback": "https://host/hook"}
 
     job = make_client().create_job(["storage://a"], {"face_recognition": {"model": "celebrities"}}, tag="asset-1",
@@ -263,3 +263,12 @@ def test_wrong_envelope_is_reported_as_malformed_response(server, make_client):
 
     with pytest.raises(MalformedResponse):
         make_client().list_jobs()
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_create_job_is_not_resent_after_any_5xx(server, make_client, sleep, status):
+    """A proxy may answer 5xx after DeepVA created the job: the caller looks for its tag instead of a blind resend."""
+    server.script("POST", "/jobs/", Reply(status), Reply(201, job_json("j9", tag="asset-1")))
+    with pytest.raises(ServerError):
+        make_client().create_job(["storage://a"], {"face_recognition": {}}, tag="asset-1")
+    assert len(server.requests_to("POST", "/jobs/")) == 1 and sleep.delays == []

@@ -100,9 +100,9 @@ def test_upload_cut_off_mid_body_is_not_resent_blindly(server, make_client, slee
     assert len(server.requests_to("POST", "/storage/")) == 1 and sleep.delays == []
 
 
-def test_upload_is_resent_after_a_503(server, make_client, sleep, tmp_path):
+def test_upload_is_resent_after_a_429(server, make_client, sleep, tmp_path):
     data = _random_file(tmp_path / "a.png", 256 * 1024)
-    server.script("POST", "/storage/", Reply(503, {"detail": "busy"}), Reply(201, storage_json()))
+    server.script("POST", "/storage/", Reply(429, {"detail": "slow down"}), Reply(201, storage_json()))
     seen: list[int] = []
 
     make_client().upload(tmp_path / "a.png", on_progress=seen.append)

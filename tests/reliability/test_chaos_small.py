@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import reliability
 
-# 503 after the side effect is excluded until the client stops resending POST /jobs/ after a 503 (see
-# test_known_bugs.py::test_a_503_after_the_job_was_created_does_not_create_a_second_one); restore the default plan
-# (reliability.CHAOS_FAULTS) once that is fixed.
-FAULTS = {**reliability.CHAOS_FAULTS, "error_statuses": [500, 502]}
-
-# A SIGKILL while a sidecar is being written leaves its hidden temporary file behind, and nothing removes it yet (see
-# test_known_bugs.py::test_a_sidecar_temporary_file_left_by_a_crash_is_removed). Set to True once that is fixed.
-CHECK_TEMPORARY_FILES = False
+FAULTS = reliability.CHAOS_FAULTS
 
 
 def test_chaos_small_loses_nothing_and_repeats_nothing():
@@ -35,5 +28,4 @@ def test_chaos_small_loses_nothing_and_repeats_nothing():
     assert verdict.completed_jobs == verdict.valid, summary
     assert verdict.bad_sidecars == [] and verdict.sidecars_checked == 2 * verdict.valid, summary
     assert verdict.integrity == "ok"
-    if CHECK_TEMPORARY_FILES:
-        assert verdict.temp_files == [], summary
+    assert verdict.temp_files == [], summary

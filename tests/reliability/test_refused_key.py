@@ -14,9 +14,8 @@ HANDFUL = 8
 
 
 def test_a_refused_key_pauses_work_and_a_fixed_key_resumes_it():
-    # api_failure_seconds 1: /healthz is red through "every call failed for 1 s"; that it is red at once with the
-    # shipped default is test_known_bugs.py::test_health_is_red_as_soon_as_the_key_is_refused.
-    result = reliability.run_refused_key(files_per_phase=8, seed=7, processing_time=2.0, api_failure_seconds=1,
+    # the shipped api_failure_seconds (300 s): /healthz must turn red because the key was refused, not by waiting
+    result = reliability.run_refused_key(files_per_phase=8, seed=7, processing_time=2.0, api_failure_seconds=300,
                                          pause_seconds=3.0, resume_timeout=20, drain_timeout=90)
     verdict = result.verdict
     summary = f"{result.phases}; {verdict.states}; problems {verdict.problems}"

@@ -1,7 +1,10 @@
-"""Faults the reliability runs found, each pinned by the smallest test that shows it.
+"""Faults the reliability runs once found, each pinned by the smallest test that shows it, so none comes back:
 
-Each is marked ``xfail(strict=True)``: it fails today for the reason given, and turns the suite red once fixed, so that
-the mark is removed together with the bug (and the matching allowance in test_chaos_small.py is lifted).
+- a 503 on ``POST /jobs/`` (a proxy's, after DeepVA created the job) must not lead to a second job;
+- a sidecar's temporary file left by a SIGKILL mid-write is removed by the next write;
+- /healthz turns red as soon as DeepVA refuses the key, not only after ``api_failure_seconds``;
+- a file that met the refused key resumes as soon as the key is fixed;
+- retries while DeepVA is unreachable thin out as the outage lasts.
 """
 
 from __future__ import annotations
@@ -43,10 +46,6 @@ def _healthz(port: int) -> int:
         return 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "deepva/errors.py may_have_been_applied() treats 503 as 'not applied', so the client resends POST /jobs/ after a "
-    "503; a proxy's 503 may come after DeepVA created the job, and each resend creates another one"
-))
 def test_a_503_after_the_job_was_created_does_not_create_a_second_one(emulator, tmp_path):
     media = tmp_path / "frame.jpg"
     shutil.copy(FIXTURES / "sample.jpg", media)
@@ -59,10 +58,6 @@ def test_a_503_after_the_job_was_created_does_not_create_a_second_one(emulator, 
     assert emulator.stats()["jobs_created"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fsutil.atomic_write's hidden temporary file survives a SIGKILL between its creation and the rename, and nothing "
-    "removes such leftovers later (the publisher does not, a scan does not)"
-))
 def test_a_sidecar_temporary_file_left_by_a_crash_is_removed(emulator, tmp_path, daemon_factory):
     watch = tmp_path / "watch"
     watch.mkdir()
@@ -77,10 +72,6 @@ def test_a_sidecar_temporary_file_left_by_a_crash_is_removed(emulator, tmp_path,
     assert [path.name for path in leftovers if path.exists()] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "service/health.py knows nothing of the API gate: after a 401 the gate stops all calls, so /healthz only turns "
-    "red once metrics.api_failure_seconds (default 300 s) have passed since that one failed call"
-))
 def test_health_is_red_as_soon_as_the_key_is_refused(emulator, tmp_path, daemon_factory):
     watch = tmp_path / "watch"
     watch.mkdir()
@@ -96,10 +87,6 @@ def test_health_is_red_as_soon_as_the_key_is_refused(emulator, tmp_path, daemon_
     wait_for(lambda: _healthz(port) == 503, 5, "/healthz to turn red")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stages/failures.py gives a refused key Retry(delay=REFUSED_KEY_RETRY_SECONDS=60): when the key is fixed, "
-    "daemon._check_key_file / _apply reopen the gate but the rows that met the 401 stay parked for up to 60 s"
-))
 def test_a_file_that_met_the_refused_key_resumes_as_soon_as_the_key_is_fixed(emulator, tmp_path, daemon_factory):
     watch = tmp_path / "watch"
     watch.mkdir()
@@ -117,10 +104,6 @@ def test_a_file_that_met_the_refused_key_resumes_as_soon_as_the_key_is_fixed(emu
     wait_for(lambda: _state(ledger, "clip.jpg") == "published", 15, "clip.jpg published soon after the fix")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline.StageRunner.commit: a Retry with counts=False (no answer, refused key, full disk) keeps attempts at 0, "
-    "so every retry is scheduled with backoff(1) = 2.5-5 s however long the outage lasts: requests never thin out"
-))
 def test_retries_during_an_outage_thin_out(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
@@ -129,6 +112,8 @@ def test_retries_during_an_outage_thin_out(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     clock = _ManualClock(1_000_000.0)
     services = Services(config=config, ledger=ledger, client=None, clock=clock, rng=random.Random(0))
+    outage_began = clock.now()
+    services.api_failing_for = lambda: clock.value - outage_began  # what the daemon's health tracker reports
     folder = str(watch.absolute())
     ledger.observe(folder, "clip.jpg", 3, 1, clock.now())
     down = Stage("down", takes=("settling",), step=lambda services, asset: Retry("no answer", counts=False))
