@@ -402,3 +402,23 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
     assert client.calls[-3:] == ["sidecars_written", "delete_storage", "delete_job"]
     assert client.storage == {}
     assert Path(row.json_path).exists() and Path(row.xmp_path).exists()
+
+
+def test_an_unknown_job_state_is_logged_and_polled_on(setup):
+    from structlog.testing import capture_logs
+
+    watch, services, clock, client, runners = setup
+    _accept(services, clock, watch, runners, ["a.png"])
+    _run(runners, "upload", "submit")
+    client.finish("queued_for_gpu")
+    client.jobs = {key: replace(job, progress=0.0) for key, job in client.jobs.items()}
+    with capture_logs() as logs:
+        clock.advance(30)
+        _run(runners, "track")
+    row = _only(services)
+    assert row.state == states.SUBMITTED and row.job_state == "queued_for_gpu"
+    assert any(entry["event"] == "job_state_unknown" and entry["state"] == "queued_for_gpu" for entry in logs)
+    client.finish()
+    clock.advance(120)
+    _run(runners, "track")
+    assert _only(services).state == states.COMPLETED
