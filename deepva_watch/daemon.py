@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import structlog
 
+from deepva_watch import ledger as states
 from deepva_watch import log as logging_setup
 from deepva_watch.config import ApiConfig, Config, ConfigError, Secret, load_config, resolve_api_key
 from deepva_watch.ledger import Ledger
@@ -35,6 +37,8 @@ STATUS_EVERY_SECONDS = 5.0
 #: retries, stays well below it; uploads beat as bytes go out). The watchdog pings stop, and systemd restarts us.
 STUCK_WORKER_SECONDS = 600.0
 REFUSED_STATUSES = (401, 403)
+#: The states whose next step talks to DeepVA.
+API_STATES = (states.ACCEPTED, states.UPLOADED, states.SUBMITTED, states.COMPLETED, states.JOB_FAILED)
 
 
 @dataclass
@@ -92,21 +96,27 @@ class Daemon:
 
     def run(self) -> None:
         self.start()
-        next_status = 0.0
+        self._next_status = 0.0
         try:
             while not self.stop_event.wait(TICK_SECONDS):
-                for watch in list(self.watches.values()):
-                    watch.tick()
-                if self._reload_requested.is_set():
-                    self._reload_requested.clear()
-                    self.reload()
-                self._check_key_file()
-                self.watchdog.tick(workers_alive=not self.stuck_workers())
-                if time.monotonic() >= next_status:
-                    self.notifier.status(status_text(self.ledger.count_by_state()))
-                    next_status = time.monotonic() + STATUS_EVERY_SECONDS
+                try:
+                    self._tick()
+                except Exception:  # the main loop is what keeps the service alive: log, never leave it
+                    log.error("main_loop_error", trace=traceback.format_exc(limit=8))
         finally:
             self.shutdown()
+
+    def _tick(self) -> None:
+        for watch in list(self.watches.values()):
+            watch.tick()
+        if self._reload_requested.is_set():
+            self._reload_requested.clear()
+            self.reload()
+        self._check_key_file()
+        self.watchdog.tick(workers_alive=not self.stuck_workers())
+        if time.monotonic() >= self._next_status:
+            self.notifier.status(status_text(self.ledger.count_by_state()))
+            self._next_status = time.monotonic() + STATUS_EVERY_SECONDS
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -148,9 +158,16 @@ class Daemon:
 
     def _heard_from_api(self, method: str, route: str, status: int | None) -> None:
         self.metrics.api_call(method, route, status)
+        was_failing = self.health.api_failing_for() is not None
         self.health.api_result(status)
         if status in REFUSED_STATUSES:
             self.services.api_gate.close(f"DeepVA refused the API key (HTTP {status})")
+        elif was_failing and self.health.api_failing_for() is None:
+            # DeepVA answers again: files that were waiting out the outage go now, not when their backoff ends
+            resumed = self.ledger.retry_now(API_STATES, self.clock.now())
+            log.warning("api_recovered", files_resumed=resumed)
+            for runner in self.runners:
+                runner.wakeup.set()
 
     # -- reloading -----------------------------------------------------------------------------------------------------
 
@@ -161,6 +178,10 @@ class Daemon:
             applied = self._apply(self._read_new_config())
         except ConfigError as error:
             log.error("reload_refused", reason=str(error), note="the previous configuration stays in force")
+            applied = False
+        except Exception as error:  # half applied at worst: folders keep being watched, the gate is opened
+            log.error("reload_failed", error=repr(error)[:300], trace=traceback.format_exc(limit=8))
+            self.services.api_gate.open()
             applied = False
         self.notifier.reloaded(status_text(self.ledger.count_by_state()))
         return applied

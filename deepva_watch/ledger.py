@@ -483,6 +483,15 @@ class Ledger:
                 "UPDATE assets SET next_attempt_at = ? WHERE job_id = ? AND state = ?", (now, job_id, SUBMITTED)
             ).rowcount > 0
 
+    def retry_now(self, states: Sequence[str], now: float) -> int:
+        """Rows in ``states`` waiting out a failure (they carry its error) become due at once: DeepVA answers again."""
+        with self._write() as conn:
+            return conn.execute(
+                f"UPDATE assets SET next_attempt_at = ? WHERE state IN ({','.join('?' * len(states))}) "
+                "AND next_attempt_at > ? AND last_error IS NOT NULL",
+                (now, *states, now),
+            ).rowcount
+
     def requeue(self, asset: Asset, to: str, now: float) -> Asset:
         """An operator's retry or reprocess: back into the pipeline at ``to``, attempts reset."""
         with self._write() as conn:

@@ -195,3 +195,29 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+
+
+def test_an_unexpected_error_in_a_reload_leaves_the_daemon_running(tmp_path, emulator, monkeypatch):
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config_path = write_config(tmp_path, emulator.base_url, [watch])
+    daemon = daemon_module.Daemon(load_config(config_path), DeepVAClient(emulator.base_url, API_KEY),
+                                  config_path=config_path, notifier=Notifier({}))
+
+    def broken_apply(loaded):
+        raise RuntimeError("a bug in applying the new config")
+
+    monkeypatch.setattr(daemon, "_apply", broken_apply)
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        assert daemon.ready.wait(20)
+        daemon.request_reload()
+        time.sleep(1.5)  # a few main-loop ticks
+        assert runner.is_alive(), "the daemon must survive a failed reload"
+        shutil.copy(FIXTURES / "sample.jpg", watch / "after-reload.jpg")
+        wait_for(lambda: [r for r in ledger_rows(tmp_path / "ledger.sqlite3") if r["state"] == "published"], 60,
+                 "work to go on after the failed reload")
+    finally:
+        daemon.request_stop()
+        runner.join(30)
