@@ -8,9 +8,8 @@ itself survives a crash.
 
 from __future__ import annotations
 
-import glob
+import hashlib
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,6 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, mode_from: Pa
     path = Path(path)
     folder = path.parent
     mode = _mode_for(mode_from if mode_from is not None else path)
-    _remove_stale_temps(folder, path.name)
     temp_path, fd = _create_temp(folder, path.name)
     try:
         with os.fdopen(fd, "wb") as stream:
@@ -49,19 +47,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, mode_from: Pa
     _fsync_folder(folder)
 
 
-def _remove_stale_temps(folder: Path, name: str) -> None:
-    """Temp files of ``name`` left by a process killed mid-write. Only one writer ever writes a given sidecar (the
-    ledger hands its row to one worker), so any such file is a leftover and can go."""
-    for stale in folder.glob(glob.escape(temp_name_for(name).rsplit(TEMP_MARKER, 1)[0] + TEMP_MARKER) + "*"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-
-
 def temp_name_for(name: str) -> str:
-    """Hidden (leading dot) so that folder watchers skip it; shortened when the name is close to the file system limit."""
-    suffix = f"{TEMP_MARKER}{secrets.token_hex(6)}"
+    """The one temporary name for ``name``: hidden (leading dot) so that folder watchers skip it, and fixed, so that a
+    temporary file left by a process killed mid-write is simply overwritten by the next write of the same file (only
+    one writer ever writes a given sidecar: the ledger hands its row to one worker). A short hash of the full name keeps
+    names apart that had to be shortened to fit the file system's limit."""
+    suffix = f"{TEMP_MARKER}{hashlib.blake2b(name.encode('utf-8', 'surrogateescape'), digest_size=6).hexdigest()}"
     budget = _NAME_MAX - len(suffix.encode()) - 1
     encoded = name.encode("utf-8", "surrogateescape")
     if len(encoded) > budget:
@@ -74,13 +65,9 @@ def is_temp_name(name: str) -> bool:
 
 
 def _create_temp(folder: Path, name: str) -> tuple[Path, int]:
-    for _ in range(16):
-        candidate = folder / temp_name_for(name)
-        try:
-            return candidate, os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file next to {folder / name}")
+    """Open (or take over and truncate) the fixed temporary file; never through a symlink planted at its name."""
+    candidate = folder / temp_name_for(name)
+    return candidate, os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
 
 
 def _mode_for(source: Path) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from deepva_watch.config import load_config
+from deepva_watch.fsutil import temp_name_for
 from deepva_watch.deepva import DeepVAClient, DeepVAError, RetryPolicy
 from deepva_watch.ledger import Ledger
 from deepva_watch.pipeline import Retry, Services, Stage, StageRunner, SystemClock
@@ -62,7 +63,7 @@ def test_a_sidecar_temporary_file_left_by_a_crash_is_removed(emulator, tmp_path,
     watch = tmp_path / "watch"
     watch.mkdir()
     shutil.copy(FIXTURES / "sample.jpg", watch / "clip.jpg")
-    leftovers = [watch / ".clip.jpg.deepva.json.tmp-0123456789ab", watch / ".clip.jpg.xmp.tmp-ba9876543210"]
+    leftovers = [watch / temp_name_for("clip.jpg.deepva.json"), watch / temp_name_for("clip.jpg.xmp")]
     for leftover in leftovers:
         leftover.write_bytes(b'{"job": ')  # half a sidecar, as a kill during the write leaves it
     daemon_factory(write_config(tmp_path, emulator.base_url, [watch]))
