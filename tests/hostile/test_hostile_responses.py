@@ -13,9 +13,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import pytest
 
-from tests.conftest import API_KEY, FIXTURES, write_config
+from tests.conftest import FIXTURES, write_config
 from tests.hostile.conftest import peak_rss_kib, rows_when_final, snapshot
 from tests.hostile.fake_deepva import Answers, FakeDeepVA, as_json, plain_job
 
