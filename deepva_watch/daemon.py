@@ -59,6 +59,7 @@ class Daemon:
         self.watches: dict[str, FolderWatch] = {}
         self.ready = threading.Event()
         self._reload_requested = threading.Event()
+        self._next_status = 0.0
         self._key_stamp = self._key_file_stamp(self.config.api)
         self.health = Health(
             api_failure_seconds=self.config.metrics.api_failure_seconds,
@@ -96,7 +97,6 @@ class Daemon:
 
     def run(self) -> None:
         self.start()
-        self._next_status = 0.0
         try:
             while not self.stop_event.wait(TICK_SECONDS):
                 try:

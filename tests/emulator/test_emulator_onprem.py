@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 import requests
 
 from deepva_watch.emulator import Emulator, EmulatorConfig
+from tests.conftest import without_file_read_override
 
 from .conftest import API_KEY, PROCESSING_TIME, Api, SteppedClock, session_with_key
 
@@ -127,13 +131,26 @@ def test_symlink_leading_out_of_the_share_is_refused(onprem: Api, shares: dict[s
     assert "leads outside the share" in response.json()["detail"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable_file_is_refused(onprem: Api, shares: dict[str, Path]) -> None:
+def test_unreadable_file_is_refused(tmp_path: Path, shares: dict[str, Path]) -> None:
+    """A mode-000 file, judged by an emulator process the kernel holds to file modes (as root: without the
+    capabilities that let root read anything)."""
     target = shares["media"] / "news" / "clip.jpg"
     target.chmod(0)
+    key_file = tmp_path / "emulator-key"
+    key_file.write_text("onprem-key-1234")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepva_watch.emulator", "--port", "0", "--data-dir", str(tmp_path / "data"),
+         "--key-file", str(key_file), "--onprem-root", f"/mnt/media={shares['media']}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=without_file_read_override if os.geteuid() == 0 else None,
+    )
     try:
-        response = _create(onprem, "/mnt/media/news/clip.jpg")
+        base = re.search(r"(http://\S+/api/v1)", process.stdout.readline()).group(1)  # type: ignore[union-attr]
+        response = requests.post(f"{base}/jobs/", headers={"Authorization": "Key onprem-key-1234"}, timeout=10,
+                                 json={"sources": ["/mnt/media/news/clip.jpg"], "modules": MODULES})
     finally:
+        process.terminate()
+        process.wait(10)
         target.chmod(0o644)
     assert response.status_code == 400
     assert "permission denied" in response.json()["detail"]

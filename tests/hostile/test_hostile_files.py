@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, IN_CI, ledger_rows, wait_for, write_config
+from tests.conftest import FIXTURES, IN_CI, ledger_rows, wait_for, without_file_read_override, write_config
 from tests.hostile.conftest import peak_rss_kib, rows_when_final
 
 ODD_NAME = "line\nbreak \"double\" 'single' 🎬 ümlaut.jpg"
@@ -129,21 +129,6 @@ def test_hostile_files_end_to_end(tmp_path, emulator, daemon_factory, deadline):
         pytest.skip(f"everything but the device node was checked; device node: {no_device}")
 
 
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def _without_file_read_override() -> None:
-    """Runs in the child before exec: drop the two capabilities that let root read any file from the bounding set, so
-    the daemon started next is root that the kernel holds to file modes like anyone else."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
 def test_unreadable_file_waits_with_a_reason_and_goes_once_readable(tmp_path, emulator, deadline):
     """A mode-000 file: as any other user it is unreadable already; root reads every file whatever its mode, so as root
     the daemon is started without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (a real permission check by the kernel, not
@@ -153,7 +138,7 @@ def test_unreadable_file_waits_with_a_reason_and_goes_once_readable(tmp_path, em
     shutil.copy(FIXTURES / "sample.jpg", watch / "locked.jpg")
     os.chmod(watch / "locked.jpg", 0)
     config = write_config(tmp_path, emulator.base_url, [watch])
-    drop = _without_file_read_override if os.geteuid() == 0 else None
+    drop = without_file_read_override if os.geteuid() == 0 else None
     env = {k: v for k, v in os.environ.items() if k != "DEEPVA_API_KEY"}
     with open(tmp_path / "daemon.log", "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "deepva_watch", "run", "-c", str(config)],
