@@ -90,18 +90,24 @@ class FakeClient:
             self.jobs[job_id] = replace(job, state=state, progress=1.0, errors=errors)
 
 
+def pipeline(config_data: dict, client: FakeClient | None = None):
+    """Services over a real ledger, a fake clock and a fake client, and one runner per stage (driven by the test)."""
+    config = parse_config(config_data)
+    clock, client = FakeClock(), client or FakeClient()
+    services = make_services(config, Ledger(config.ledger), client, clock)
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    return config, services, clock, client, runners
+
+
 @pytest.fixture
 def setup(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
-    config = parse_config({
+    _, services, clock, client, runners = pipeline({
         "ledger": str(tmp_path / "ledger.sqlite3"),
         "poll_interval_seconds": 5,
         "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 10}],
     })
-    clock, client = FakeClock(), FakeClient()
-    services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     return watch, services, clock, client, runners
 
 
@@ -259,13 +265,10 @@ def _accept(services, clock, watch, runners, names):
 def test_max_active_jobs_holds_and_a_finished_job_frees_a_slot(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
-    config = parse_config({
+    config, services, clock, client, runners = pipeline({
         "ledger": str(tmp_path / "l.sqlite3"), "max_active_jobs": 3, "max_uploads": 1,
         "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 1}],
     })
-    clock, client = FakeClock(), FakeClient()
-    services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     _accept(services, clock, watch, runners, [f"{i}.png" for i in range(8)])
     for _ in range(10):
         _run(runners, "upload", "submit")
@@ -285,16 +288,13 @@ def test_higher_priority_folder_goes_first_then_oldest(tmp_path):
     low, high = tmp_path / "low", tmp_path / "high"
     low.mkdir()
     high.mkdir()
-    config = parse_config({
+    config, services, clock, client, runners = pipeline({
         "ledger": str(tmp_path / "l.sqlite3"),
         "folders": [
             {"path": str(low), "modules": {"m": {}}, "settle_seconds": 0},
             {"path": str(high), "modules": {"m": {}}, "settle_seconds": 0, "priority": 5},
         ],
     })
-    clock, client = FakeClock(), FakeClient()
-    services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     for name in ("a.png", "b.png"):
         shutil.copy(FIXTURES / "sample.png", low / name)
     reconcile(services.ledger, config.folders[0], clock.now())
@@ -312,13 +312,10 @@ def test_higher_priority_folder_goes_first_then_oldest(tmp_path):
 def test_failed_job_is_resubmitted_only_when_configured(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
-    config = parse_config({
+    config, services, clock, client, runners = pipeline({
         "ledger": str(tmp_path / "l.sqlite3"), "retry_failed_jobs": True,
         "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
     })
-    clock, client = FakeClock(), FakeClient()
-    services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     _accept(services, clock, watch, runners, ["a.png"])
     for _ in range(3):
         _run(runners, "upload", "submit")
@@ -351,13 +348,10 @@ def test_cut_off_upload_leaves_no_duplicate_storage_object(setup):
 def test_poll_budget_caps_requests_per_minute(tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
-    config = parse_config({
+    config, services, clock, client, runners = pipeline({
         "ledger": str(tmp_path / "l.sqlite3"), "max_requests_per_minute": 6, "poll_interval_seconds": 1,
         "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
     })
-    clock, client = FakeClock(), FakeClient()
-    services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
     _accept(services, clock, watch, runners, ["a.png", "b.png"])
     _run(runners, "upload", "upload", "submit", "submit")
     before = len(client.calls)
@@ -375,11 +369,7 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
 
     watch = tmp_path / "watch"
     watch.mkdir()
-    config = parse_config({
-        "ledger": str(tmp_path / "l.sqlite3"), "delete_storage_after_completion": True, "delete_job_after_publish": True,
-        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
-    })
-    clock, client = FakeClock(), FakeClient()
+    client = FakeClient()
     client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
     client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
     real_publish = publish_module.publish_results
@@ -390,8 +380,10 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
         return written
 
     monkeypatch.setattr(publish_module, "publish_results", recording_publish)
-    services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    config, services, clock, client, runners = pipeline({
+        "ledger": str(tmp_path / "l.sqlite3"), "delete_storage_after_completion": True, "delete_job_after_publish": True,
+        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
+    }, client)
     _accept(services, clock, watch, runners, ["a.png"])
     _run(runners, "upload", "submit")
     client.finish()

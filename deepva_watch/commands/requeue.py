@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from deepva_watch import ledger as states
 from deepva_watch.commands.common import (
@@ -125,29 +125,34 @@ def _named(config: Config, ledger: Ledger, paths: list[str]) -> list[tuple[Ledge
 def retry(args: argparse.Namespace) -> int:
     config = load(args)
     ledger = open_ledger(config, readonly=False)
-    results = []
     if args.paths:
-        for where, asset in _named(config, ledger, args.paths):
-            if asset is None:
-                results.append(Result(where.given, None, False, "not in the ledger"))
-            else:
-                results.append(_apply(ledger, asset, retry_target(asset, config), where.given))
+        results = _requeue_named(config, ledger, args.paths, retry_target, "not in the ledger")
     else:
-        for asset in ledger.query(states=[states.FAILED], limit=args.limit):
-            results.append(_apply(ledger, asset, retry_target(asset, config), f"{asset.folder}/{asset.relpath}"))
+        results = [_apply(ledger, asset, retry_target(asset, config), f"{asset.folder}/{asset.relpath}")
+                   for asset in ledger.query(states=[states.FAILED], limit=args.limit)]
     return _report(args, "retry", results)
 
 
 def reprocess(args: argparse.Namespace) -> int:
     config = load(args)
     ledger = open_ledger(config, readonly=False)
-    results = []
-    for where, asset in _named(config, ledger, args.paths):
-        if asset is None:
-            results.append(Result(where.given, None, False, "not in the ledger (the daemon will find it by itself)"))
-        else:
-            results.append(_apply(ledger, asset, reprocess_target(asset, config), where.given))
+    results = _requeue_named(config, ledger, args.paths, reprocess_target,
+                             "not in the ledger (the daemon will find it by itself)")
     return _report(args, "reprocess", results)
+
+
+def _requeue_named(
+    config: Config, ledger: Ledger, paths: Sequence[str], target: Callable[[Asset, Config], Target | Refusal],
+    when_unknown: str,
+) -> list[Result]:
+    """Requeue each named file's newest version to ``target(asset, config)``, or say why not."""
+    results = []
+    for where, asset in _named(config, ledger, paths):
+        if asset is None:
+            results.append(Result(where.given, None, False, when_unknown))
+        else:
+            results.append(_apply(ledger, asset, target(asset, config), where.given))
+    return results
 
 
 def forget(args: argparse.Namespace) -> int:
