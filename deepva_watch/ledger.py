@@ -239,14 +239,6 @@ class Ledger:
         row = self._db().conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
-    def set_setting(self, name: str, value: str, now: float) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (name, value, now),
-            )
-
     def advance_setting(self, name: str, value: int, now: float) -> bool:
         """Store ``value`` only if it is greater than the stored one, atomically; True if it was (a nonce check)."""
         with self._write() as conn:

@@ -207,11 +207,15 @@ class Services:
     api_failing_for: Callable[[], float | None] = lambda: None
     """Seconds every API call has failed for (None: it answers); retries that do not count grow with the outage."""
 
-    def folder(self, asset: Asset) -> FolderConfig:
+    def folders(self) -> dict[str, FolderConfig]:
+        """The configured folders by ledger key, built once per config (a reload swaps the config)."""
         folders = self._folders
-        if folders is None or folders[0] is not self.config:  # the config was swapped by a reload
+        if folders is None or folders[0] is not self.config:
             folders = self._folders = (self.config, folder_by_key(self.config))
-        return folders[1][asset.folder]
+        return folders[1]
+
+    def folder(self, asset: Asset) -> FolderConfig:
+        return self.folders()[asset.folder]
 
     _folders: tuple[Config, dict[str, FolderConfig]] | None = field(default=None, init=False, repr=False)
 
@@ -354,7 +358,7 @@ class StageRunner:
         return len(assets)
 
     def process(self, asset: Asset) -> Asset | None:
-        if asset.folder not in folder_by_key(self.services.config):  # removed by a reload: park it, lose nothing
+        if asset.folder not in self.services.folders():  # removed by a reload: park it, lose nothing
             return self.commit(asset, Wait(self.services.clock.now() + 3600), 0.0)
         bound = structlog.contextvars.bound_contextvars(
             asset_id=asset.asset_id, folder=asset.folder, path=asset.relpath, job_id=asset.job_id

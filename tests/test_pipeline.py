@@ -99,6 +99,15 @@ def pipeline(config_data: dict, client: FakeClient | None = None):
     return config, services, clock, client, runners
 
 
+def one_folder(tmp_path: Path, top: dict, client: FakeClient | None = None):
+    """A pipeline over one watched folder (settle 1 s) with the given top-level settings."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    data = {"ledger": str(tmp_path / "l.sqlite3"), **top,
+            "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}]}
+    return (watch, *pipeline(data, client))
+
+
 @pytest.fixture
 def setup(tmp_path):
     watch = tmp_path / "watch"
@@ -263,12 +272,7 @@ def _accept(services, clock, watch, runners, names):
 
 
 def test_max_active_jobs_holds_and_a_finished_job_frees_a_slot(tmp_path):
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    config, services, clock, client, runners = pipeline({
-        "ledger": str(tmp_path / "l.sqlite3"), "max_active_jobs": 3, "max_uploads": 1,
-        "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 1}],
-    })
+    watch, config, services, clock, client, runners = one_folder(tmp_path, {"max_active_jobs": 3, "max_uploads": 1})
     _accept(services, clock, watch, runners, [f"{i}.png" for i in range(8)])
     for _ in range(10):
         _run(runners, "upload", "submit")
@@ -310,12 +314,7 @@ def test_higher_priority_folder_goes_first_then_oldest(tmp_path):
 
 
 def test_failed_job_is_resubmitted_only_when_configured(tmp_path):
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    config, services, clock, client, runners = pipeline({
-        "ledger": str(tmp_path / "l.sqlite3"), "retry_failed_jobs": True,
-        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
-    })
+    watch, config, services, clock, client, runners = one_folder(tmp_path, {"retry_failed_jobs": True})
     _accept(services, clock, watch, runners, ["a.png"])
     for _ in range(3):
         _run(runners, "upload", "submit")
@@ -346,12 +345,8 @@ def test_cut_off_upload_leaves_no_duplicate_storage_object(setup):
 
 
 def test_poll_budget_caps_requests_per_minute(tmp_path):
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    config, services, clock, client, runners = pipeline({
-        "ledger": str(tmp_path / "l.sqlite3"), "max_requests_per_minute": 6, "poll_interval_seconds": 1,
-        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
-    })
+    watch, config, services, clock, client, runners = one_folder(
+        tmp_path, {"max_requests_per_minute": 6, "poll_interval_seconds": 1})
     _accept(services, clock, watch, runners, ["a.png", "b.png"])
     _run(runners, "upload", "upload", "submit", "submit")
     before = len(client.calls)
@@ -367,8 +362,6 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
 
     publish_module = importlib.import_module("deepva_watch.stages.publish")
 
-    watch = tmp_path / "watch"
-    watch.mkdir()
     client = FakeClient()
     client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
     client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
@@ -380,10 +373,8 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
         return written
 
     monkeypatch.setattr(publish_module, "publish_results", recording_publish)
-    config, services, clock, client, runners = pipeline({
-        "ledger": str(tmp_path / "l.sqlite3"), "delete_storage_after_completion": True, "delete_job_after_publish": True,
-        "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}],
-    }, client)
+    watch, config, services, clock, client, runners = one_folder(
+        tmp_path, {"delete_storage_after_completion": True, "delete_job_after_publish": True}, client)
     _accept(services, clock, watch, runners, ["a.png"])
     _run(runners, "upload", "submit")
     client.finish()

@@ -30,6 +30,7 @@ from deepva_watch.deepva.errors import (
     MalformedResponse,
     NotFound,
     TransportError,
+    UntrustedCertificate,
     UploadRejected,
     error_for_status,
     make_excerpt,
@@ -282,7 +283,7 @@ class DeepVAClient:
             if error is None:
                 assert response is not None
                 return response
-            if not error.retryable or attempt == attempts or error.reason == CERTIFICATE_REJECTED:
+            if not error.retryable or attempt == attempts or isinstance(error, UntrustedCertificate):
                 raise error
             if not call.resend_after_send and may_have_been_applied(error):
                 raise error
@@ -414,7 +415,6 @@ def _optional_int(value: Any) -> int | None:
     return None
 
 
-CERTIFICATE_REJECTED = "TLS certificate not trusted (for a private CA, set api.ca_bundle)"
 """The reason of a :class:`TransportError` for a server certificate that did not verify. Sending again at once cannot
 change the answer, so :meth:`DeepVAClient._send` does not; the error stays retryable for the caller's slower backoff,
 since the operator may install the CA bundle or the server may get a proper certificate."""
@@ -471,7 +471,7 @@ def _transport_error(call: _Call, exc: requests.RequestException) -> TransportEr
         return TransportError(call.method, call.path, reason="timed out waiting for the response", maybe_applied=True)
     if isinstance(exc, requests.exceptions.SSLError):
         if _certificate_rejected(exc):
-            return TransportError(call.method, call.path, reason=CERTIFICATE_REJECTED, maybe_applied=False)
+            return UntrustedCertificate(call.method, call.path)
         return TransportError(call.method, call.path, reason="TLS error", maybe_applied=True)
     if isinstance(exc, requests.ConnectionError):
         cause = exc.args[0] if exc.args else None

@@ -154,6 +154,15 @@ class TransportError(DeepVAError):
         super().__init__(method, url, reason=reason)
 
 
+class UntrustedCertificate(TransportError):
+    """The server's TLS certificate did not verify. Trying again at once cannot help: the fix is ``api.ca_bundle`` (a
+    private CA) or the server's certificate, so callers wait as patiently as for a refused key."""
+
+    def __init__(self, method: str, url: str) -> None:
+        super().__init__(method, url, reason="TLS certificate not trusted (for a private CA, set api.ca_bundle)",
+                         maybe_applied=False)
+
+
 class MalformedResponse(DeepVAError, models.MalformedResponse):
     """The server answered 2xx, but not with JSON of the documented shape.
 

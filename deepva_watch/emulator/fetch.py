@@ -39,11 +39,6 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def is_loopback_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
-
-
 def fetch_to_file(url: str, directory: Path, *, max_bytes: int, timeout: float) -> Path:
     """Downloads ``url`` into a new file under ``directory`` and returns its path; the caller removes it."""
     directory.mkdir(parents=True, exist_ok=True)

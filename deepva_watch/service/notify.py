@@ -82,10 +82,6 @@ class Notifier:
     def stopping(self, status: str | None = None) -> bool:
         return self.send("STOPPING=1", *([_status_line(status)] if status else []))
 
-    def extend_timeout(self, seconds: float) -> bool:
-        """Ask for more time to start or stop than the unit allows, while we are visibly making progress."""
-        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
-
     def close(self) -> None:
         with self._lock:
             if self._socket is not None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 
-from deepva_watch.deepva import DeepVAError, NotAuthenticated, RateLimited, SourceChanged, TransportError
-from deepva_watch.deepva.client import CERTIFICATE_REJECTED
+from deepva_watch.deepva import DeepVAError, NotAuthenticated, RateLimited, SourceChanged
+from deepva_watch.deepva.errors import UntrustedCertificate
 from deepva_watch.pipeline import Fail, Outcome, Retry, gone
 
 #: A refused key says nothing about the file: it does not use up the file's attempts, and its row is due again almost
@@ -24,7 +24,7 @@ def outcome_for(error: BaseException) -> Outcome:
         return Retry("the file changed while it was being read; it will be taken again once it settles", delay=0)
     if isinstance(error, NotAuthenticated):
         return Retry(f"DeepVA refused the API key ({error})", delay=REFUSED_KEY_RETRY_SECONDS, counts=False)
-    if isinstance(error, TransportError) and error.reason == CERTIFICATE_REJECTED:
+    if isinstance(error, UntrustedCertificate):
         return Retry(str(error), delay=UNTRUSTED_CERTIFICATE_RETRY_SECONDS, counts=False)
     if isinstance(error, RateLimited):
         return Retry(str(error), delay=error.retry_after, counts=False)

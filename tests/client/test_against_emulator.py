@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import deepva_watch.emulator as emulator_module
 from deepva_watch.deepva import DeepVAClient, NotAuthenticated, NotFound, RetryPolicy
-
-emulator_module = pytest.importorskip("deepva_watch.emulator")
 
 
 @pytest.fixture

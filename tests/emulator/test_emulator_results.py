@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import shutil
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from deepva_watch.emulator.results import PERSONS, timecode
+from tests.conftest import require_program
 
 from .conftest import PROCESSING_TIME, Api, SteppedClock
 
@@ -63,8 +63,7 @@ def _without_source(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def generated_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four seconds at 30 fps, made on the spot so the test knows the facts exactly."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed, so no video can be generated")
+    require_program("ffmpeg")
     path = tmp_path_factory.mktemp("video") / "four-seconds.mp4"
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import traceback
 from pathlib import Path
@@ -15,17 +14,11 @@ import pytest
 
 from deepva_watch.config import load_config, permission_warnings
 from deepva_watch.deepva import DeepVAClient, DeepVAError, RetryPolicy, TransportError
-from tests.conftest import API_KEY, FIXTURES, ledger_rows, require_program, wait_for, write_config
+from tests.conftest import API_KEY, FIXTURES, free_port, ledger_rows, require_program, wait_for, write_config
 from tests.hostile.conftest import rows_when_final
 from tests.hostile.fake_deepva import Answers, FakeDeepVA, as_json, plain_job
 
 WEBHOOK_SECRET = "whsec-9c1e77d04b2a5f38e6"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _all_text(error: BaseException) -> str:
@@ -54,10 +47,7 @@ def test_secrets_reach_no_log_ledger_sidecar_or_argv(tmp_path, daemon_factory):
     try:
         watch = tmp_path / "watch"
         watch.mkdir()
-        secret_file = tmp_path / "webhook-secret"
-        secret_file.write_text(WEBHOOK_SECRET + "\n")
-        config = write_config(tmp_path, server.base_url, [watch], webhook={
-            "listen": f"127.0.0.1:{_free_port()}", "callback_url": "http://127.0.0.1:1/hook", "secret_file": str(secret_file)})
+        config = _config_with_webhook_secret(tmp_path, server, watch)
         for name in ("flaky--1.jpg", "broken--1.jpg", "refused--1.jpg", "plain.jpg"):
             shutil.copy(FIXTURES / "sample.jpg", watch / name)
         daemon = daemon_factory(config)
@@ -84,6 +74,14 @@ def test_secrets_reach_no_log_ledger_sidecar_or_argv(tmp_path, daemon_factory):
             assert secret.encode() not in written.read_bytes(), f"secret leaked into {written.name}"
 
 
+def _config_with_webhook_secret(tmp_path: Path, server: FakeDeepVA, watch: Path) -> Path:
+    """A config whose webhook secret the daemon registers as a secret (the receiver is never called)."""
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text(WEBHOOK_SECRET + "\n")
+    return write_config(tmp_path, server.base_url, [watch], webhook={
+        "listen": f"127.0.0.1:{free_port()}", "callback_url": "http://127.0.0.1:1/hook", "secret_file": str(secret_file)})
+
+
 def test_webhook_secret_echoed_by_the_api_stays_out_of_the_ledger(tmp_path, daemon_factory):
     def secret_in_broken_answer(job_id: str, tag: str, source: str) -> Answers:
         return Answers(f"<html>{WEBHOOK_SECRET}</html>".encode())
@@ -92,10 +90,7 @@ def test_webhook_secret_echoed_by_the_api_stays_out_of_the_ledger(tmp_path, daem
     try:
         watch = tmp_path / "watch"
         watch.mkdir()
-        secret_file = tmp_path / "webhook-secret"
-        secret_file.write_text(WEBHOOK_SECRET + "\n")
-        config = write_config(tmp_path, server.base_url, [watch], webhook={
-            "listen": f"127.0.0.1:{_free_port()}", "callback_url": "http://127.0.0.1:1/hook", "secret_file": str(secret_file)})
+        config = _config_with_webhook_secret(tmp_path, server, watch)
         shutil.copy(FIXTURES / "sample.jpg", watch / "broken--1.jpg")
         daemon = daemon_factory(config)
         rows = rows_when_final(tmp_path / "ledger.sqlite3", 1, 60)

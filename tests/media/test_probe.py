@@ -9,13 +9,18 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from deepva_watch.media import MediaFacts
 from deepva_watch.media.probe import probe, probe_with_ffprobe, probe_with_mediainfo
+from tests.conftest import require_program
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "media"
 
-needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe is not on PATH")
+@pytest.fixture
+def needs_ffprobe() -> None:
+    """The fallback reader: skipped with a reason on a machine without it, a failure in CI."""
+    require_program("ffprobe")
 
 VIDEO_FACTS = {
     "sample.mp4": ("video/mp4", Fraction(25), 1.0, 25, None),
@@ -48,10 +53,9 @@ def test_image_fixture_facts(name: str, mime: str, size: tuple[int, int]) -> Non
 
 
 def test_image_sizes_agree_with_pillow() -> None:
-    image_module = pytest.importorskip("PIL.Image")
     for name in ("sample.jpg", "portrait.jpg", "sample.png"):
         facts = probe(FIXTURES / name, "image/jpeg", "image")
-        with image_module.open(FIXTURES / name) as image:
+        with Image.open(FIXTURES / name) as image:
             assert (facts.width, facts.height) == image.size
 
 
@@ -101,7 +105,7 @@ def test_mediainfo_reads_every_video_fixture_itself() -> None:
         assert (facts.frame_rate, facts.frame_count, facts.start_timecode) == (rate, frames, timecode), name
 
 
-@needs_ffprobe
+@pytest.mark.usefixtures("needs_ffprobe")
 @pytest.mark.parametrize("name", ["sample.mp4", "ntsc.mp4", "pal50.mp4", "sample.mxf", "sample.mov"])
 def test_ffprobe_fallback_reads_the_same_core_facts(name: str) -> None:
     mime, rate, duration, _, timecode = VIDEO_FACTS[name]
@@ -112,14 +116,14 @@ def test_ffprobe_fallback_reads_the_same_core_facts(name: str) -> None:
     assert facts.start_timecode == timecode
 
 
-@needs_ffprobe
+@pytest.mark.usefixtures("needs_ffprobe")
 def test_ffprobe_reports_only_size_for_images() -> None:
     assert probe_with_ffprobe(FIXTURES / "portrait.jpg", "image/jpeg", "image") == MediaFacts(
         "image", "image/jpeg", width=300, height=400
     )
 
 
-@needs_ffprobe
+@pytest.mark.usefixtures("needs_ffprobe")
 def test_ffprobe_on_text_gives_no_picture() -> None:
     facts = probe_with_ffprobe(FIXTURES / "text-named.jpg", "image/jpeg", "image")
     assert facts is None or facts == MediaFacts("image", "image/jpeg")
@@ -130,7 +134,7 @@ def test_ffprobe_absent_means_no_answer(monkeypatch: pytest.MonkeyPatch) -> None
     assert probe_with_ffprobe(FIXTURES / "sample.mp4", "video/mp4", "video") is None
 
 
-@needs_ffprobe
+@pytest.mark.usefixtures("needs_ffprobe")
 def test_probe_falls_back_to_ffprobe_when_mediainfo_cannot_read(monkeypatch: pytest.MonkeyPatch) -> None:
     import deepva_watch.media.probe as probe_module
 

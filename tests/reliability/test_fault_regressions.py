@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -20,17 +19,11 @@ from pathlib import Path
 import pytest
 
 from deepva_watch.config import load_config
-from deepva_watch.fsutil import temp_name_for
 from deepva_watch.deepva import DeepVAClient, DeepVAError, RetryPolicy
+from deepva_watch.fsutil import temp_name_for
 from deepva_watch.ledger import Ledger
 from deepva_watch.pipeline import Retry, Services, Stage, StageRunner, SystemClock
-from tests.conftest import API_KEY, FIXTURES, ledger_rows, wait_for, write_config
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.conftest import API_KEY, FIXTURES, free_port, ledger_rows, wait_for, write_config
 
 
 def _state(ledger: Path, relpath: str) -> str | None:
@@ -76,7 +69,7 @@ def test_a_sidecar_temporary_file_left_by_a_crash_is_removed(emulator, tmp_path,
 def test_health_is_red_as_soon_as_the_key_is_refused(emulator, tmp_path, daemon_factory):
     watch = tmp_path / "watch"
     watch.mkdir()
-    port = _free_port()
+    port = free_port()
     daemon_factory(write_config(tmp_path, emulator.base_url, [watch], metrics={"listen": f"127.0.0.1:{port}"}))
     shutil.copy(FIXTURES / "sample.jpg", watch / "before.jpg")
     wait_for(lambda: _state(tmp_path / "ledger.sqlite3", "before.jpg") == "published", 30, "before.jpg published")
