@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import KEY, report, start_emulator
+from common import KEY, report, scratch_dir, start_emulator
 
 UPLOADER = textwrap.dedent(
     """
@@ -59,8 +59,7 @@ def main() -> None:
     if not shutil.which("curl"):
         raise SystemExit("curl is needed for the baseline")
 
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    run = Path(tempfile.mkdtemp(prefix="deepva-upload-", dir=base))
+    run = scratch_dir("deepva-upload-")
     source = Path(tempfile.mkdtemp(prefix="deepva-upload-src-")) / "big.mxf"
     size = int(args.gib * (1 << 30))
     with open(source, "wb") as handle:

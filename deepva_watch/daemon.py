@@ -276,13 +276,16 @@ class Daemon:
         if self.ledger.poll_now(job_id, self.clock.now()):
             self._wake_stage_for("submitted")
 
-    def _wake_stage_for(self, state: str) -> None:
+    def _wake_stage_for(self, state: str, due_at: float | None = None) -> None:
         """Wake one idle worker of each stage that may now have work: one row needs one worker, and a busy worker
-        looks for more by itself before it rests. Waking them all would only make the rest look and sleep again."""
+        looks for more by itself before it rests. Waking them all would only make the rest look and sleep again.
+        A row not due before the worker would look again anyway wakes nobody."""
         woken: set[str] = set()
         for runner in self.runners:
             name = runner.stage.name
             if name in woken or not (state in runner.stage.takes or state in runner.stage.wakes_on):
+                continue
+            if state not in runner.stage.wakes_on and not runner.wanted_by(due_at):
                 continue
             if runner.idle or runner.stage.working is None:
                 runner.wakeup.set()

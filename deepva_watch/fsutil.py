@@ -20,22 +20,26 @@ TEMP_MARKER = ".tmp-"
 _NAME_MAX = 255
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, mode_from: Path | None = None) -> None:
+def atomic_write(
+    path: Path, write: Callable[[BinaryIO], None], *, mode_from: Path | None = None, sync_folder: bool = True
+) -> None:
     """Replace ``path`` with what ``write`` puts into the stream it is given, all or nothing.
 
     The new file keeps the permission bits of ``mode_from`` (default: the file being replaced) so that a share's
     group-write setup survives our rewrite; a brand-new file gets 0o644 less the process umask. On any exception the
-    temporary file is removed, the old file is untouched, and the exception propagates.
+    temporary file is removed, the old file is untouched, and the exception propagates. ``sync_folder=False`` leaves
+    syncing the folder to the caller (:func:`fsync_folder`), who writes several files there and syncs it once.
     """
     path = Path(path)
     folder = path.parent
-    mode = _mode_for(mode_from if mode_from is not None else path)
-    temp_path, fd = _create_temp(folder, path.name)
+    mode = _mode_of(mode_from if mode_from is not None else path)
+    temp_path, fd = _create_temp(folder, path.name, fresh=mode is None)
     try:
         with os.fdopen(fd, "wb") as stream:
             write(stream)
             stream.flush()
-            os.fchmod(stream.fileno(), mode)
+            if mode is not None:
+                os.fchmod(stream.fileno(), mode)
             os.fsync(stream.fileno())
         os.replace(temp_path, path)
     except BaseException:
@@ -44,7 +48,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, mode_from: Pa
         except FileNotFoundError:
             pass
         raise
-    _fsync_folder(folder)
+    if sync_folder:
+        fsync_folder(folder)
 
 
 def temp_name_for(name: str) -> str:
@@ -64,31 +69,33 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARKER in name
 
 
-def _create_temp(folder: Path, name: str) -> tuple[Path, int]:
-    """Open (or take over and truncate) the fixed temporary file; never through a symlink planted at its name."""
+def _create_temp(folder: Path, name: str, *, fresh: bool) -> tuple[Path, int]:
+    """Open the fixed temporary file, never through a symlink planted at its name.
+
+    For a ``fresh`` file (nothing to take permissions from) it is created anew with 0o644, so that the kernel applies
+    the umask, and a leftover of a write cut short is removed first; otherwise it is opened (or taken over) private
+    and given the old file's bits before it is renamed into place.
+    """
     candidate = folder / temp_name_for(name)
-    return candidate, os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-
-
-def _mode_for(source: Path) -> int:
+    if not fresh:
+        return candidate, os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
-        return stat.S_IMODE(source.stat().st_mode)
+        return candidate, os.open(candidate, flags, DEFAULT_MODE)
+    except FileExistsError:
+        os.unlink(candidate)
+    return candidate, os.open(candidate, flags, DEFAULT_MODE)
+
+
+def _mode_of(source: Path) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(source).st_mode)
     except FileNotFoundError:
-        return DEFAULT_MODE & ~_current_umask()
+        return None
 
 
-def _current_umask() -> int:
-    """Read the umask without changing it: ``os.umask`` can only be read by setting it, which races other threads."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:

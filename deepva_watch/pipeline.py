@@ -19,7 +19,7 @@ import structlog
 
 from deepva_watch import ledger as states
 from deepva_watch.config import Config, FolderConfig
-from deepva_watch.ledger import Asset, Ledger, TransitionLost
+from deepva_watch.ledger import Asset, Ledger, Quota, TransitionLost
 from deepva_watch.log import scrub
 
 log = structlog.get_logger("deepva_watch.pipeline")
@@ -257,9 +257,14 @@ class Stage:
     working: str | None = None
     workers: Callable[[Config], int] = lambda config: 1
     batch: int = 32
+    claims: int = 1
+    """Rows a worker of a ``working`` stage claims at once: more saves ledger writes on small steps; one keeps a long
+    step (an upload) from holding rows another worker could start on."""
     home: Callable[[Asset], str] | None = None
     capacity: Callable[[Services], int] | None = None
-    """How many more rows the stage may take now (a quota such as max_active_jobs); None: no limit."""
+    """How many more rows the stage may take now (a window, a request budget); None: no limit."""
+    quota: Callable[[Services], Quota] | None = None
+    """A strict limit (max_active_jobs), counted inside each claim's transaction so that workers never overshoot it."""
     prefetch: Callable[[Services, list[Asset]], None] | None = None
     """Called with a whole batch before its rows are stepped, so one API call can serve many rows."""
     wakes_on: tuple[str, ...] = ()
@@ -293,7 +298,10 @@ class StageRunner:
 
     IDLE_SECONDS = 1.0
 
-    def __init__(self, stage: Stage, services: Services, stop: threading.Event, on_commit: Callable[[str], None]) -> None:
+    def __init__(
+        self, stage: Stage, services: Services, stop: threading.Event, on_commit: Callable[[str, float], None]
+    ) -> None:
+        """``on_commit(state, due_at)`` hears every row that lands in ``state``, due again at ``due_at``."""
         self.stage = stage
         self.services = services
         self.stop = stop
@@ -302,6 +310,7 @@ class StageRunner:
         self.heartbeat = time.monotonic()
         self.at_capacity = False
         self.idle = False
+        self.sleeps_until = 0.0
 
     def run_forever(self) -> None:
         _current.runner = self
@@ -314,10 +323,18 @@ class StageRunner:
                 worked = 0
             if worked:
                 continue
+            timeout = self._idle_seconds()
+            self.sleeps_until = self.services.clock.now() + timeout
             self.idle = True
-            self.wakeup.wait(self._idle_seconds())
+            self.wakeup.wait(timeout)
             self.idle = False
             self.wakeup.clear()
+
+    def wanted_by(self, due_at: float | None) -> bool:
+        """Whether a row due at ``due_at`` is a reason to wake this runner: not while it rests and will look again by
+        then anyway (a job submitted now is first polled on the next grid time; waking the tracker for each would
+        cost a look at the ledger and two thread switches per job, for nothing)."""
+        return due_at is None or not self.idle or due_at <= self.sleeps_until
 
     def _idle_seconds(self) -> float:
         if self.at_capacity:  # rows are due but a quota is full: a finishing job wakes us, a budget refills in time
@@ -337,11 +354,15 @@ class StageRunner:
             self.at_capacity = True
             return 0
         room = self.stage.capacity(self.services) if self.stage.capacity else self.stage.batch
+        quota = self.stage.quota(self.services) if self.stage.quota else None
+        if quota is not None:
+            room = min(room, quota.limit - ledger.count_in(quota.states))
         self.at_capacity = room <= 0
         if self.at_capacity:
             return 0
         if self.stage.working:
-            assets = ledger.claim(self.stage.takes, self.stage.working, now, 1)
+            assets = ledger.claim(self.stage.takes, self.stage.working, now, min(room, self.stage.claims), quota)
+            self.at_capacity = not assets and quota is not None
         else:
             assets = ledger.due(self.stage.takes, now, min(room, self.stage.batch))
         if assets and self.stage.prefetch:
@@ -415,7 +436,7 @@ class StageRunner:
                 fields["error"] = updated.last_error
             level = log.warning if target in (states.FAILED, states.REJECTED) or isinstance(outcome, Retry) else log.info
             level("transition", stage=self.stage.name, **fields)
-        self.on_commit(target)
+        self.on_commit(target, updated.next_attempt_at)
         return updated
 
 

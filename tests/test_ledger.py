@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from deepva_watch import ledger as states
-from deepva_watch.ledger import Ledger, TransitionLost
+from deepva_watch.ledger import Ledger, Quota, TransitionLost
 
 
 @pytest.fixture
@@ -78,6 +78,39 @@ def test_claims_are_exclusive_across_threads(tmp_path):
     for thread in threads:
         thread.join()
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 200
+
+
+def test_a_quota_holds_for_workers_claiming_at_once_and_claims_follow_priority(tmp_path):
+    """max_active_jobs: four workers (each on its own connection, as in the daemon) racing for 200 rows under a
+    quota of 5 never hold more than 5 between them; finishing one frees exactly one more claim."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    ledger.observe_new_paths("/w", [(f"f{index:03d}", 1, 1) for index in range(200)], now=0.0)
+    for asset in ledger.due((states.SETTLING,), 1.0, 200):
+        ledger.transition(asset, states.SETTLING, states.UPLOADED, now=0.0)
+    ledger.set_folder_priorities({"/w": 0})
+    quota = Quota((states.SUBMITTING, states.SUBMITTED), 5)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = Ledger(path)
+        for _ in range(20):
+            batch = mine.claim((states.UPLOADED,), states.SUBMITTING, now=1.0, limit=2, quota=quota)
+            with lock:
+                claimed.extend(asset.id for asset in batch)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == len(set(claimed)) == 5
+    assert sorted(claimed) == [asset.id for asset in ledger.due((states.SUBMITTING,), 2.0, 10)]  # oldest first
+    first = ledger.get(claimed[0])
+    ledger.transition(first, states.SUBMITTING, states.COMPLETED, now=2.0)
+    assert len(ledger.claim((states.UPLOADED,), states.SUBMITTING, now=3.0, limit=5, quota=quota)) == 1
+    assert ledger.claim((states.UPLOADED,), states.SUBMITTING, now=3.0, limit=5, quota=quota) == []
 
 
 def test_transition_lands_only_from_the_expected_state(ledger):

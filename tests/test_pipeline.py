@@ -95,7 +95,7 @@ def pipeline(config_data: dict, client: FakeClient | None = None):
     config = parse_config(config_data)
     clock, client = FakeClock(), client or FakeClient()
     services = make_services(config, Ledger(config.ledger), client, clock)
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state, due_at: None) for stage in STAGES}
     return config, services, clock, client, runners
 
 

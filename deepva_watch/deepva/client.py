@@ -13,15 +13,28 @@ import random
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
-import requests
 import structlog
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    HTTPError,
+    IncompleteRead,
+    InvalidChunkLength,
+    LocationValueError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from deepva_watch import __version__
 from deepva_watch.deepva import models
@@ -47,6 +60,9 @@ T = TypeVar("T")
 
 TAG_PAGE_SIZE = 100
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+#: Connections kept open to DeepVA: more than the daemon's workers ever use at once (uploads, job creation, tracking,
+#: publishing), so a connection is reused rather than opened per call.
+POOL_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ class DeepVAClient:
         base_url: str,
         api_key: str,
         *,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
@@ -84,13 +100,12 @@ class DeepVAClient:
         self.base_url = base_url.rstrip("/")
         self.on_response = on_response
         self._api_key = api_key
-        self._owns_session = session is None
-        self._session = session if session is not None else _session_for(self.base_url)
-        self._timeout = timeout
+        self._owns_pool = pool is None
+        self._pool = pool if pool is not None else _pool_for(self.base_url, verify)
+        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._retry = retry
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
-        self._verify = verify
         self._headers = {
             "Authorization": f"Key {api_key}",
             "Accept": "application/json",
@@ -112,9 +127,9 @@ class DeepVAClient:
         self.close()
 
     def close(self) -> None:
-        """Release pooled connections; a session passed in by the caller stays the caller's to close."""
-        if self._owns_session:
-            self._session.close()
+        """Release pooled connections; a pool passed in by the caller stays the caller's to close."""
+        if self._owns_pool:
+            self._pool.clear()
 
     # -- jobs -------------------------------------------------------------------------------------------------------
 
@@ -275,7 +290,7 @@ class DeepVAClient:
         except NotFound:
             return
 
-    def _send(self, call: _Call) -> requests.Response:
+    def _send(self, call: _Call) -> _Reply:
         """Send ``call`` until it succeeds, fails for good, or the retry budget is spent."""
         attempts = self._retry.attempts
         for attempt in range(1, attempts + 1):
@@ -300,25 +315,32 @@ class DeepVAClient:
             self._sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    def _attempt(self, call: _Call) -> tuple[requests.Response | None, DeepVAError | None]:
-        """One HTTP exchange. Errors are returned, not raised, so they never carry a ``requests`` exception along."""
+    def _attempt(self, call: _Call) -> tuple[_Reply | None, DeepVAError | None]:
+        """One HTTP exchange. Errors are returned, not raised, so they never carry a ``urllib3`` exception along.
+
+        Redirects are not followed: the API has none, and following one would carry the key to wherever it points.
+        """
+        url = self.base_url + call.path
+        if call.params:
+            url += "?" + urlencode(call.params)
+        headers = self._headers
+        body: Any = None
+        if call.body is not None:
+            headers = {**headers, "Content-Type": call.body.content_type, "Content-Length": str(len(call.body))}
+            body = call.body
+        elif call.json_body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+            body = json.dumps(call.json_body).encode("utf-8")
         transport_error: TransportError | None = None
         try:
-            response = self._session.request(
-                call.method,
-                self.base_url + call.path,
-                params=call.params,
-                json=call.json_body,
-                data=call.body,
-                headers=self._request_headers(call),
-                timeout=self._timeout,
-                verify=self._verify,
-            )
-        except requests.RequestException as exc:
+            raw = self._pool.urlopen(call.method, url, body=body, headers=headers, timeout=self._timeout,
+                                     retries=False, redirect=False)
+        except HTTPError as exc:
             transport_error = _transport_error(call, exc)
         if transport_error is not None:
             self._heard(call, None)
             return None, transport_error
+        response = _Reply(raw.status, raw.headers, raw.data)
         self._heard(call, response.status_code)
         if 200 <= response.status_code < 300:
             return response, None
@@ -338,12 +360,7 @@ class DeepVAClient:
             except Exception:  # an observer must never break a call
                 log.warning("api_observer_failed")
 
-    def _request_headers(self, call: _Call) -> dict[str, str]:
-        if call.body is None:
-            return self._headers
-        return {**self._headers, "Content-Type": call.body.content_type}
-
-    def _json(self, call: _Call, response: requests.Response) -> Any:
+    def _json(self, call: _Call, response: _Reply) -> Any:
         """The body as JSON. Nesting deeper than Python's parser can follow (``[[[[…`` 100 000 deep) raises
         RecursionError rather than ValueError; it is no more JSON we can use than a syntax error, and must end as a
         recorded failure, not as a crash of the worker that asked."""
@@ -359,7 +376,7 @@ class DeepVAClient:
             excerpt=make_excerpt(response.content, self._api_key),
         )
 
-    def _parse(self, call: _Call, response: requests.Response, parse: Callable[[Any], T]) -> T:
+    def _parse(self, call: _Call, response: _Reply, parse: Callable[[Any], T]) -> T:
         return self._parse_value(call, self._json(call, response), parse)
 
     def _parse_value(self, call: _Call, value: Any, parse: Callable[[Any], T]) -> T:
@@ -370,7 +387,7 @@ class DeepVAClient:
             problem = redact(str(exc), self._api_key)
         raise MalformedResponse(call.method, call.path, reason="unexpected response shape", excerpt=problem)
 
-    def _envelope(self, call: _Call, response: requests.Response) -> _Envelope:
+    def _envelope(self, call: _Call, response: _Reply) -> _Envelope:
         body = self._json(call, response)
         problem: str | None = None
         if isinstance(body, list):
@@ -389,6 +406,15 @@ class DeepVAClient:
             offset=_optional_int(body.get("offset")),
             has_next=has_next,
         )
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What a call brought back: the status, the headers (case-insensitive) and the whole body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -442,15 +468,41 @@ def _certificate_rejected(exc: BaseException) -> bool:
 _ID_SEGMENT = re.compile(r"^/(jobs|storage)/[^/]+/")
 
 
-def _session_for(base_url: str) -> requests.Session:
-    """A session that reads proxy settings (HTTPS_PROXY, NO_PROXY, …) once, here, instead of on every request:
-    requests' per-request look through the environment costs more CPU than the rest of a small call. Certificates are
-    verified with the ``verify`` each call passes, and the key goes in our own header, so nothing else from the
-    environment (REQUESTS_CA_BUNDLE, .netrc) is wanted."""
-    session = requests.Session()
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    session.trust_env = False
-    return session
+def _pool_for(base_url: str, verify: bool | str) -> urllib3.PoolManager:
+    """Connections for one DeepVA endpoint, through the proxy the environment names for it (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``NO_PROXY``), read once here rather than on every call.
+
+    Certificates are checked against ``verify`` when it names a CA bundle (``api.ca_bundle``), otherwise against the
+    system's trust store and certifi's bundle together: an on-prem server whose CA the machine trusts works, and so
+    does the public service on a machine without a system store.
+    """
+    tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {
+        "cert_reqs": "CERT_REQUIRED", "ssl_context": _tls_context(verify if isinstance(verify, str) else None)}
+    options: dict[str, Any] = {"num_pools": 4, "maxsize": POOL_SIZE, "retries": False, **tls}
+    proxy = _proxy_for(base_url)
+    if proxy is not None:
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    if ca_bundle is not None:
+        return ssl.create_default_context(cafile=ca_bundle)
+    context = ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:  # the system store alone
+        return context
+    context.load_verify_locations(cafile=certifi.where())
+    return context
+
+
+def _proxy_for(base_url: str) -> str | None:
+    parts = urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _route(path: str) -> str:
@@ -463,25 +515,27 @@ def _segment(identifier: str) -> str:
     return quote(str(identifier), safe="")
 
 
-def _transport_error(call: _Call, exc: requests.RequestException) -> TransportError:
-    """Describe a ``requests`` failure in our own words, deciding whether the server may have seen the request."""
-    if isinstance(exc, requests.ConnectTimeout):
+def _transport_error(call: _Call, exc: HTTPError) -> TransportError:
+    """Describe a transport failure in our own words, deciding whether the server may have seen the request."""
+    if isinstance(exc, NewConnectionError):  # before its base class: refused, unreachable, unknown name
+        return TransportError(call.method, call.path, reason="could not connect", maybe_applied=False)
+    if isinstance(exc, ConnectTimeoutError):
         return TransportError(call.method, call.path, reason="connect timed out", maybe_applied=False)
-    if isinstance(exc, requests.ReadTimeout):
+    if isinstance(exc, ReadTimeoutError):
         return TransportError(call.method, call.path, reason="timed out waiting for the response", maybe_applied=True)
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, SSLError):
         if _certificate_rejected(exc):
             return UntrustedCertificate(call.method, call.path)
         return TransportError(call.method, call.path, reason="TLS error", maybe_applied=True)
-    if isinstance(exc, requests.ConnectionError):
-        cause = exc.args[0] if exc.args else None
-        if isinstance(cause, MaxRetryError) and isinstance(cause.reason, (NewConnectionError, ConnectTimeoutError)):
-            return TransportError(call.method, call.path, reason="could not connect", maybe_applied=False)
-        return TransportError(call.method, call.path, reason="connection lost", maybe_applied=True)
-    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+    if isinstance(exc, ProxyError):
+        return TransportError(call.method, call.path, reason="proxy error", maybe_applied=True)
+    if isinstance(exc, (IncompleteRead, InvalidChunkLength, DecodeError)) or (
+        isinstance(exc, ProtocolError) and any(isinstance(arg, (IncompleteRead, InvalidChunkLength)) for arg in exc.args)
+    ):
         return TransportError(call.method, call.path, reason="response cut off", maybe_applied=True)
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader)):
+    if isinstance(exc, ProtocolError):
+        return TransportError(call.method, call.path, reason="connection lost", maybe_applied=True)
+    if isinstance(exc, LocationValueError):
         error = TransportError(call.method, call.path, reason=f"invalid request ({type(exc).__name__})",
                                maybe_applied=False)
         error.retryable = False

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from deepva_watch.deepva.models import Job, Segment
-from deepva_watch.fsutil import atomic_write
+from deepva_watch.fsutil import atomic_write, fsync_folder
 from deepva_watch.media import MediaFacts, MediaKind
 from deepva_watch.sidecars.claim import claim_xmp
 from deepva_watch.sidecars.collect import ResultCollector
@@ -77,7 +77,7 @@ def publish_results(
 
     written_json: Path | None = None
     if settings.json:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_folder(json_path.parent, media_path)
         asset_path = relative_to_root(media_path, watch_root).as_posix()
         job_fields = job_json(job, job_id=provenance.job_id)
         summary = summary_json(job)
@@ -88,16 +88,18 @@ def publish_results(
                                summary=summary, segments=segments, media=media, provenance=provenance,
                                on_segment=feed)
 
-        atomic_write(json_path, write_json)
+        atomic_write(json_path, write_json, sync_folder=False)  # synced below, once for both sidecars
         written_json = json_path
     elif settings.xmp:
         for segment in segments:
             collector.add_segment(segment)
 
     if not settings.xmp:
+        if written_json is not None:
+            fsync_folder(written_json.parent)
         return WrittenSidecars(xmp=None, json=written_json)
 
-    xmp_planned.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_folder(xmp_planned.parent, media_path)
     collected = collector.finish()
     with _XMP_CLAIMS:
         stem_form = xmp_form(settings.naming, media.kind) == "stem"
@@ -114,8 +116,16 @@ def publish_results(
         def write_xmp(stream: IO[bytes]) -> None:
             stream.write(data)
 
-        atomic_write(claim.path, write_xmp)
+        atomic_write(claim.path, write_xmp, sync_folder=False)
+    for folder in {claim.path.parent, *([written_json.parent] if written_json is not None else [])}:
+        fsync_folder(folder)
     return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(claim.notes))
+
+
+def _ensure_folder(folder: Path, media_path: Path) -> None:
+    """Sidecars next to the media need no folder made; under ``output_dir`` the mirrored folder may not exist yet."""
+    if folder != media_path.parent:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def publish_failure(

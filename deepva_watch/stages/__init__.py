@@ -11,10 +11,11 @@ from deepva_watch.pipeline import Stage
 from deepva_watch.stages.publish import home_state, publish
 from deepva_watch.stages.settle import settle
 from deepva_watch.stages.sniff import sniff_asset
-from deepva_watch.stages.submit import create_job, submit_capacity, upload, upload_capacity
+from deepva_watch.stages.submit import create_job, submit_quota, upload, upload_capacity
 from deepva_watch.stages import track as tracking
 
-PUBLISH_WORKERS = 3
+PUBLISH_WORKERS = 2
+SUBMIT_WORKERS = 1
 
 STAGES: tuple[Stage, ...] = (
     Stage("settle", takes=(states.SETTLING,), step=settle, batch=256),
@@ -22,11 +23,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("upload", takes=(states.ACCEPTED,), step=upload, working=states.UPLOADING,
           workers=lambda config: config.max_uploads, capacity=upload_capacity, wakes_on=(states.SUBMITTED,),
           uses_api=True),
+    # several creators: a job creation is a small request whose time is the round trip, not our work
     Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING,
-          capacity=submit_capacity, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
+          workers=lambda config: SUBMIT_WORKERS, claims=8, quota=submit_quota, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
     Stage("track", takes=(states.SUBMITTED,), step=tracking.track, prefetch=tracking.prefetch,
           capacity=tracking.capacity, rest=tracking.rest, batch=tracking.BATCH, uses_api=True),
     # several publishers: writing sidecars waits on fsync far more than it computes
     Stage("publish", takes=(states.COMPLETED, states.JOB_FAILED), step=publish, working=states.PUBLISHING,
-          home=home_state, workers=lambda config: PUBLISH_WORKERS, uses_api=True),
+          home=home_state, workers=lambda config: PUBLISH_WORKERS, claims=4, uses_api=True),
 )

@@ -71,8 +71,7 @@ class NameFilter:
         self.plain = self._include is None and self._exclude is None  # only the never-media rules apply
 
     def name_ok(self, relpath: str, name: str) -> bool:
-        lowered = name.lower()
-        if lowered.endswith(_NEVER_SUFFIXES) or lowered in _LITTER or _CORRUPT_SIDECAR in lowered:
+        if _never_media(name.lower()):
             return False
         if self._include is not None and not (self._include.match(relpath) or self._include.match(name)):
             return False
@@ -80,6 +79,17 @@ class NameFilter:
 
     def size_ok(self, size: int) -> bool:
         return size >= self.min_size and (self.max_size is None or size <= self.max_size)
+
+
+def _never_media(lowered: str) -> bool:
+    return lowered.endswith(_NEVER_SUFFIXES) or lowered in _LITTER or _CORRUPT_SIDECAR in lowered
+
+
+def never_recorded(name: str) -> bool:
+    """Names no folder records whatever its patterns: hidden files (our temporary files among them), our sidecars,
+    files that copy tools are still writing, OS litter. Events about them are dropped as they arrive: publishing
+    alone raises several per file (temporary created, closed, renamed into the sidecar), and none can matter."""
+    return name.startswith(".") or is_sidecar_name(name) or _never_media(name.lower())
 
 
 def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:

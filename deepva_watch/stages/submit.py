@@ -15,7 +15,7 @@ import structlog
 from deepva_watch import ledger as states
 from deepva_watch.deepva import DeepVAError, SourceChanged
 from deepva_watch.deepva.errors import may_have_been_applied
-from deepva_watch.ledger import Asset
+from deepva_watch.ledger import Asset, Quota
 from deepva_watch.pipeline import Advance, Fail, Outcome, Retry, Services, beat
 from deepva_watch.sources import SourceMappingError, job_source
 from deepva_watch.stages.track import base_interval, on_grid
@@ -80,9 +80,9 @@ def upload_capacity(services: Services) -> int:
     return window - services.ledger.count_in((states.UPLOADING, states.UPLOADED))
 
 
-def submit_capacity(services: Services) -> int:
-    """``max_active_jobs``: jobs submitted and not yet finished."""
-    return services.config.max_active_jobs - services.ledger.count_in((states.SUBMITTING, states.SUBMITTED))
+def submit_quota(services: Services) -> Quota:
+    """``max_active_jobs``: jobs being created or submitted and not yet finished."""
+    return Quota((states.SUBMITTING, states.SUBMITTED), services.config.max_active_jobs)
 
 
 def create_job(services: Services, asset: Asset) -> Outcome:

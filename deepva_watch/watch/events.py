@@ -11,6 +11,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 
 from watchdog.events import (
@@ -45,9 +46,11 @@ class Hint:
 class HintQueue(FileSystemEventHandler):
     """The watchdog handler: turns events into hints and wakes the worker. Never blocks, never raises."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: threading.Event, ignore: Callable[[str], bool] = lambda name: False) -> None:
+        """``ignore(name)``: file names whose events cannot matter (our own sidecars and temporary files)."""
         self._hints: deque[Hint] = deque()
         self._wake = wake
+        self._ignore = ignore
         self.enabled = True
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -68,16 +71,24 @@ class HintQueue(FileSystemEventHandler):
             else:
                 return
         elif kind in ("created", "closed", "modified"):
-            append(Hint("seen", src))
+            if not self._file_hint("seen", src):
+                return
         elif kind == "moved":
-            append(Hint("left", src))
-            if dest:
-                append(Hint("seen", dest))
+            left = self._file_hint("left", src)
+            if not self._file_hint("seen", dest) and not left:
+                return
         elif kind == "deleted":
-            append(Hint("left", src))
+            if not self._file_hint("left", src):
+                return
         else:
             return
         self._wake.set()
+
+    def _file_hint(self, kind: str, path: str) -> bool:
+        if not path or self._ignore(os.path.basename(path)):
+            return False
+        self._hints.append(Hint(kind, path))
+        return True
 
     def drain(self, limit: int = 50_000) -> list[Hint]:
         hints = []

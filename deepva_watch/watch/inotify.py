@@ -32,10 +32,14 @@ warnings.filterwarnings("ignore", message="Callback with id .* already exists", 
 
 @dataclass
 class WatchReport:
-    """What the watch group tells its owner. Callbacks run on watchdog's threads: they must only set flags."""
+    """What the watch group and its owner tell each other. Callbacks run on watchdog's threads: they must only set
+    flags."""
 
     on_overflow: Callable[[], None]
     on_watch_limit: Callable[[str], None]
+    ignore_name: Callable[[str], bool] = lambda name: False
+    """File names whose events are dropped as soon as they are read (our own sidecars and temporary files): each
+    event otherwise passes through three of watchdog's threads before the handler can drop it."""
     watches: int = 0
     limit_hits: int = 0
 
@@ -63,6 +67,14 @@ if sys.platform.startswith("linux"):
             self._active_callbacks_by_watch[wd] = path
             if self.report is not None:
                 self.report.watches = len(self._active_callbacks_by_path)
+
+        def on_event(self, event: Any) -> None:
+            # A dropped IN_MOVED_FROM leaves its IN_MOVED_TO unpaired, which watchdog reports as a creation: a copy
+            # tool's rename from a hidden name into place is still seen.
+            if self.report is not None and event.name and not event.is_directory \
+                    and self.report.ignore_name(os.fsdecode(event.name)):
+                return
+            super().on_event(event)
 
         def on_queue_overflow(self) -> None:
             super().on_queue_overflow()

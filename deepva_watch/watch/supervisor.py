@@ -44,6 +44,7 @@ from deepva_watch.stages.discover import (
     Snapshot,
     apply_scan,
     mark_vanished,
+    never_recorded,
     record_sightings,
     relative,
     root_problem,
@@ -103,8 +104,9 @@ class FolderWatch:
         self._observer_factory = observer_factory
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._hints = HintQueue(self._wake)
-        self._report = WatchReport(on_overflow=self._on_overflow, on_watch_limit=self._on_watch_limit)
+        self._hints = HintQueue(self._wake, ignore=never_recorded)
+        self._report = WatchReport(on_overflow=self._on_overflow, on_watch_limit=self._on_watch_limit,
+                                   ignore_name=never_recorded)
         self._observer: Any = None
         self._thread: threading.Thread | None = None
         self._choice: ModeChoice | None = None

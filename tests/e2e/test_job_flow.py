@@ -79,7 +79,7 @@ def test_paginated_detailed_results_are_all_written(tmp_path, emulator, monkeypa
     config = load_config(write_config(tmp_path, emulator.base_url, [watch], folder={"settle_seconds": 0}))
     client = DeepVAClient(emulator.base_url, API_KEY)
     services = make_services(config, Ledger(config.ledger), client, _Clock())
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state, due_at: None) for stage in STAGES}
     reconcile(services.ledger, config.folders[0], services.clock.now())
     for name in ("settle", "sniff", "upload", "submit", "track", "publish"):
         services.clock.skip(60)  # every step due at once; the emulator, on real time, finished the job already

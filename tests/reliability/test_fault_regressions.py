@@ -111,7 +111,7 @@ def test_retries_during_an_outage_thin_out(tmp_path):
     folder = str(watch.absolute())
     ledger.observe(folder, "clip.jpg", 3, 1, clock.now())
     down = Stage("down", takes=("settling",), step=lambda services, asset: Retry("no answer", counts=False))
-    runner = StageRunner(down, services, stop=_NeverSet(), on_commit=lambda state: None)
+    runner = StageRunner(down, services, stop=_NeverSet(), on_commit=lambda state, due_at: None)
 
     delays = []
     for _ in range(8):

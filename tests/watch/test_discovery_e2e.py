@@ -117,7 +117,7 @@ def test_a_file_that_changes_during_upload_is_discarded_and_picked_up_as_a_new_v
     config = parse_config({"ledger": str(tmp_path / "l.sqlite3"),
                            "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 0}]})
     services = make_services(config, Ledger(config.ledger), _ChangingClient(), SystemClock())
-    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state: None) for stage in STAGES}
+    runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state, due_at: None) for stage in STAGES}
     shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
     reconcile(services.ledger, config.folders[0], services.clock.now())
     for name in ("settle", "sniff", "upload"):
