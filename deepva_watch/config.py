@@ -64,7 +64,8 @@ class ApiConfig:
     connect_timeout_seconds: float = _help("Seconds to wait for a connection to the API.", default=10.0)
     read_timeout_seconds: float = _help("Seconds to wait for each response (and between bytes of one).", default=60.0)
     retries: int = _help("Tries per request on 5xx, 429, timeouts and connection errors before giving up.", default=5)
-    ca_bundle: Path | None = _help("CA bundle for a private on-prem certificate authority; TLS is always verified.", default=None)
+    ca_bundle: Path | None = _help("CA bundle for a private on-prem certificate authority (null: the system's CAs and "
+                                   "certifi's bundle); TLS is always verified.", default=None)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ itself survives a crash.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -70,21 +71,25 @@ def is_temp_name(name: str) -> bool:
 
 
 def _create_temp(folder: Path, name: str, *, fresh: bool) -> tuple[Path, int]:
-    """Open the fixed temporary file, never through a symlink planted at its name.
+    """Open the fixed temporary file, never through a symlink planted at its name (it is removed instead: the name is
+    ours).
 
     For a ``fresh`` file (nothing to take permissions from) it is created anew with 0o644, so that the kernel applies
     the umask, and a leftover of a write cut short is removed first; otherwise it is opened (or taken over) private
     and given the old file's bits before it is renamed into place.
     """
     candidate = folder / temp_name_for(name)
-    if not fresh:
-        return candidate, os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if fresh else os.O_TRUNC)
+    mode = DEFAULT_MODE if fresh else 0o600
     try:
-        return candidate, os.open(candidate, flags, DEFAULT_MODE)
-    except FileExistsError:
-        os.unlink(candidate)
-    return candidate, os.open(candidate, flags, DEFAULT_MODE)
+        return candidate, os.open(candidate, flags, mode)
+    except FileExistsError:  # fresh: a leftover
+        pass
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+    os.unlink(candidate)
+    return candidate, os.open(candidate, flags, mode)
 
 
 def _mode_of(source: Path) -> int | None:

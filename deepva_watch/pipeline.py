@@ -264,7 +264,7 @@ class Stage:
     capacity: Callable[[Services], int] | None = None
     """How many more rows the stage may take now (a window, a request budget); None: no limit."""
     quota: Callable[[Services], Quota] | None = None
-    """A strict limit (max_active_jobs), counted inside each claim's transaction so that workers never overshoot it."""
+    """A strict limit (max_active_jobs), counted inside each claim's statement so that workers never overshoot it."""
     prefetch: Callable[[Services, list[Asset]], None] | None = None
     """Called with a whole batch before its rows are stepped, so one API call can serve many rows."""
     wakes_on: tuple[str, ...] = ()
@@ -362,7 +362,6 @@ class StageRunner:
             return 0
         if self.stage.working:
             assets = ledger.claim(self.stage.takes, self.stage.working, now, min(room, self.stage.claims), quota)
-            self.at_capacity = not assets and quota is not None
         else:
             assets = ledger.due(self.stage.takes, now, min(room, self.stage.batch))
         if assets and self.stage.prefetch:

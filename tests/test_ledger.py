@@ -113,6 +113,22 @@ def test_a_quota_holds_for_workers_claiming_at_once_and_claims_follow_priority(t
     assert ledger.claim((states.UPLOADED,), states.SUBMITTING, now=3.0, limit=5, quota=quota) == []
 
 
+def test_a_claim_walks_the_claim_index_instead_of_sorting_the_backlog(ledger):
+    """With the due index SQLite sorted every waiting row on each claim: 13 ms per claim with 50,000 waiting."""
+    ledger.observe_new_paths("/w", [(f"f{index:05d}", 1, 1) for index in range(2000)], now=0.0)
+    conn = ledger._db().conn
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        (claimed,) = ledger.claim((states.SETTLING,), states.SETTLED, now=1.0, limit=1)
+    finally:
+        conn.set_trace_callback(None)
+    assert claimed.relpath == "f00000"
+    update = next(statement for statement in statements if statement.startswith("UPDATE assets SET state"))
+    plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + update))
+    assert "assets_claim" in plan and "TEMP B-TREE" not in plan, plan
+
+
 def test_transition_lands_only_from_the_expected_state(ledger):
     ledger.observe("/w", "a.jpg", 1, 1, now=1.0)
     (row,) = ledger.versions("/w", "a.jpg")

@@ -9,11 +9,13 @@ import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from deepva_watch import ledger as states
 from deepva_watch.config import parse_config
+from deepva_watch.daemon import Daemon
 from deepva_watch.deepva import BadRequest, NotAuthenticated, ServerError, TransportError
 from deepva_watch.deepva.models import Job, JobPage, StorageObject
 from deepva_watch.ledger import Ledger
@@ -405,3 +407,26 @@ def test_an_unknown_job_state_is_logged_and_polled_on(setup):
     clock.advance(120)
     _run(runners, "track")
     assert _only(services).state == states.COMPLETED
+
+
+def test_a_resting_worker_is_woken_only_for_rows_due_before_it_looks_again(tmp_path):
+    """A job submitted now is first polled on the next grid time: waking the tracker for each would cost a ledger
+    look and two thread switches per job. A freed slot always wakes the stage waiting for it."""
+    *_, services, clock, _, runners = one_folder(tmp_path, {})
+    track, submit = runners["track"], runners["submit"]
+    daemon = SimpleNamespace(runners=[track, submit])
+    for runner in (track, submit):
+        runner.idle, runner.sleeps_until = True, clock.now() + 0.5
+
+    Daemon._wake_stage_for(daemon, states.SUBMITTED, clock.now() + 2.0)
+    assert not track.wakeup.is_set()
+    Daemon._wake_stage_for(daemon, states.SUBMITTED, clock.now() + 0.2)
+    assert track.wakeup.is_set()
+
+    track.wakeup.clear()
+    track.idle = False  # busy: it may have read the ledger before the row landed, so it must look again
+    Daemon._wake_stage_for(daemon, states.SUBMITTED, clock.now() + 60.0)
+    assert track.wakeup.is_set()
+
+    Daemon._wake_stage_for(daemon, states.COMPLETED, clock.now() + 60.0)  # a job ended: a slot is free now
+    assert submit.wakeup.is_set()

@@ -4,10 +4,15 @@ Every call has a timeout, every failure becomes one of the typed errors in :mod:
 retryable failures (5xx, 429, timeouts, lost connections) are retried here with :class:`RetryPolicy`, so callers only
 see errors that survived the retries. The one exception is creating a job: ``POST /jobs/`` is not idempotent, so once
 the request may have reached the server we stop and report ``maybe_applied`` instead of risking a second job.
+
+Calls go through urllib3, the transport underneath ``requests``, without ``requests`` on top: its per-call work
+(merging session settings, runtime protocol checks) cost about three times the CPU of the exchange itself here, and a
+backlog makes three or four calls per file. What ``requests`` added that we want is done once, in :func:`_pool_for`.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import re
@@ -337,6 +342,10 @@ class DeepVAClient:
                                      retries=False, redirect=False)
         except HTTPError as exc:
             transport_error = _transport_error(call, exc)
+        except ValueError as exc:  # a header http.client refuses (a key with a line break): never its text, it is the key
+            transport_error = TransportError(call.method, call.path, reason=f"invalid request ({type(exc).__name__})",
+                                             maybe_applied=False)
+            transport_error.retryable = False
         if transport_error is not None:
             self._heard(call, None)
             return None, transport_error
@@ -529,8 +538,9 @@ def _transport_error(call: _Call, exc: HTTPError) -> TransportError:
         return TransportError(call.method, call.path, reason="TLS error", maybe_applied=True)
     if isinstance(exc, ProxyError):
         return TransportError(call.method, call.path, reason="proxy error", maybe_applied=True)
-    if isinstance(exc, (IncompleteRead, InvalidChunkLength, DecodeError)) or (
-        isinstance(exc, ProtocolError) and any(isinstance(arg, (IncompleteRead, InvalidChunkLength)) for arg in exc.args)
+    cut_off = (IncompleteRead, InvalidChunkLength, http.client.IncompleteRead)
+    if isinstance(exc, (*cut_off, DecodeError)) or (
+        isinstance(exc, ProtocolError) and any(isinstance(arg, cut_off) for arg in exc.args)
     ):
         return TransportError(call.method, call.path, reason="response cut off", maybe_applied=True)
     if isinstance(exc, ProtocolError):

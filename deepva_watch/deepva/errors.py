@@ -5,8 +5,8 @@ server said how long to wait), is the request or file itself bad (permanent), or
 (:class:`NotAuthenticated`). The classes below answer that without the caller looking at status codes.
 
 Exception text is built here and only here, from parts we control: a method, a path without its query, a status, and a
-cleaned excerpt of the body. We never format a ``requests`` exception, because those can carry the request URL and
-headers, and the API key must not reach a log line or a traceback.
+cleaned excerpt of the body. We never format a transport (urllib3) exception, because those can carry the request URL
+and headers, and the API key must not reach a log line or a traceback.
 """
 
 from __future__ import annotations

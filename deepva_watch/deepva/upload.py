@@ -1,6 +1,6 @@
 """A multipart/form-data body streamed from an open file, with an optional bandwidth cap.
 
-``requests`` builds ``files=`` bodies in memory, and media files run to tens of gigabytes, so the body is produced here
+HTTP libraries build ``files=`` bodies in memory, and media files run to tens of gigabytes, so the body is produced here
 piece by piece: the form preamble, the file in large chunks, the closing boundary. The object has ``__len__`` so the
 request carries a Content-Length (DeepVA's storage endpoint, like most upload endpoints behind proxies, is not known to
 accept chunked transfer encoding) and ``__iter__`` so urllib3 sends each chunk as it comes. It deliberately has no

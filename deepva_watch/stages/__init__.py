@@ -15,7 +15,6 @@ from deepva_watch.stages.submit import create_job, submit_quota, upload, upload_
 from deepva_watch.stages import track as tracking
 
 PUBLISH_WORKERS = 2
-SUBMIT_WORKERS = 1
 
 STAGES: tuple[Stage, ...] = (
     Stage("settle", takes=(states.SETTLING,), step=settle, batch=256),
@@ -23,9 +22,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("upload", takes=(states.ACCEPTED,), step=upload, working=states.UPLOADING,
           workers=lambda config: config.max_uploads, capacity=upload_capacity, wakes_on=(states.SUBMITTED,),
           uses_api=True),
-    # several creators: a job creation is a small request whose time is the round trip, not our work
-    Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING,
-          workers=lambda config: SUBMIT_WORKERS, claims=8, quota=submit_quota, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
+    # one creator that claims several rows at once: more threads here cost more in hand-overs of the interpreter
+    # lock than they gain by overlapping round trips (measured with benchmarks/backlog.py)
+    Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING, claims=8,
+          quota=submit_quota, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
     Stage("track", takes=(states.SUBMITTED,), step=tracking.track, prefetch=tracking.prefetch,
           capacity=tracking.capacity, rest=tracking.rest, batch=tracking.BATCH, uses_api=True),
     # several publishers: writing sidecars waits on fsync far more than it computes

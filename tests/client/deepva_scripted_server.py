@@ -29,6 +29,8 @@ class Reply:
     """Seconds to wait before answering (to provoke client read timeouts)."""
     drop: bool = False
     """Close the connection without answering, after reading the request."""
+    cut_short: bool = False
+    """Promise more body than is sent, then close the connection (an answer cut off mid-way)."""
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,13 @@ class ScriptedServer:
         try:
             handler.send_response(reply.status)
             handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(payload)))
+            handler.send_header("Content-Length", str(len(payload) + (1000 if reply.cut_short else 0)))
             for key, value in reply.headers.items():
                 handler.send_header(key, value)
             handler.end_headers()
             handler.wfile.write(payload)
+            if reply.cut_short:
+                handler.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
 

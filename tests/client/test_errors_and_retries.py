@@ -6,8 +6,9 @@ import json
 import socket
 
 import pytest
+import urllib3
 from structlog.testing import capture_logs
-from deepva_scripted_server import Reply, job_json
+from deepva_scripted_server import Reply, ScriptedServer, job_json
 
 from deepva_watch.deepva import (
     BadRequest,
@@ -23,6 +24,7 @@ from deepva_watch.deepva import (
     TransportError,
     models,
 )
+from deepva_watch.deepva.client import _pool_for, _proxy_for
 
 
 @pytest.mark.parametrize(
@@ -272,3 +274,52 @@ def test_create_job_is_not_resent_after_any_5xx(server, make_client, sleep, stat
     with pytest.raises(ServerError):
         make_client().create_job(["storage://a"], {"face_recognition": {}}, tag="asset-1")
     assert len(server.requests_to("POST", "/jobs/")) == 1 and sleep.delays == []
+
+
+def test_a_redirect_is_not_followed_so_the_key_never_travels_elsewhere(server, make_client, sleep):
+    """The API has no redirects; following one would send the Authorization header wherever it points."""
+    elsewhere = ScriptedServer().start()
+    try:
+        server.script("GET", "/jobs/j1/", Reply(302, b"", headers={"Location": f"{elsewhere.base_url}/jobs/j1/"}))
+        with pytest.raises(MalformedResponse) as caught:
+            make_client().get_job("j1")
+        assert caught.value.status == 302
+        assert elsewhere.received == []
+        assert sleep.delays == []
+    finally:
+        elsewhere.stop()
+
+
+def test_proxies_come_from_the_environment_once_and_no_proxy_is_honoured(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.newsroom.example:3128")
+    monkeypatch.setenv("NO_PROXY", "deepva.internal,.lan")
+    for name in ("https_proxy", "no_proxy", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert _proxy_for("https://api.deepva.com/api/v1") == "http://proxy.newsroom.example:3128"
+    assert _proxy_for("https://deepva.internal/api/v1") is None
+    assert _proxy_for("https://deepva.studio.lan/api/v1") is None
+    assert _proxy_for("http://10.0.0.5:8000/api/v1") is None  # no HTTP_PROXY set
+    assert isinstance(_pool_for("https://api.deepva.com/api/v1", True), urllib3.ProxyManager)
+    assert not isinstance(_pool_for("https://deepva.internal/api/v1", True), urllib3.ProxyManager)
+
+
+def test_an_answer_cut_off_mid_way_is_retried_for_reads_and_named_as_such(server, make_client, sleep):
+    server.script("GET", "/jobs/j1/", Reply(200, job_json("j1"), cut_short=True), Reply(200, job_json("j1")))
+    assert make_client().get_job("j1").id == "j1"
+    assert len(server.requests_to("GET", "/jobs/j1/")) == 2 and len(sleep.delays) == 1
+
+    server.script("POST", "/jobs/", Reply(201, job_json("j2"), cut_short=True))
+    with pytest.raises(TransportError) as caught:
+        make_client().create_job(["https://x/a.jpg"], {"face_recognition": {}}, tag="t")
+    assert caught.value.reason == "response cut off" and caught.value.maybe_applied
+    assert len(server.requests_to("POST", "/jobs/")) == 1
+
+
+@pytest.mark.parametrize("key", ["line\nbreak-key-1234", "caf\u00e9\u2603-key-1234"])
+def test_a_key_no_header_can_carry_fails_once_without_its_text(server, make_client, sleep, key):
+    with pytest.raises(TransportError) as caught:
+        make_client(api_key=key).list_jobs()
+    assert "invalid request" in str(caught.value) and not caught.value.retryable
+    assert key not in str(caught.value) and key not in repr(caught.value)
+    assert caught.value.__context__ is None or key not in repr(caught.value.__context__)
+    assert sleep.delays == [] and server.received == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deepva_watch.fsutil import atomic_write
+from deepva_watch.fsutil import atomic_write, temp_name_for
 from deepva_watch.sidecars import SidecarSettings, UnsafeSidecarPath, is_sidecar_name, sidecar_paths
 
 
@@ -98,3 +98,17 @@ def test_temporary_name_fits_a_long_file_name(tmp_path: Path) -> None:
     name = "é" * 120 + ".xmp"  # 244 bytes: close to the 255-byte limit
     atomic_write(tmp_path / name, lambda stream: stream.write(b"x"))
     assert (tmp_path / name).read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_symlink_planted_at_the_temporary_name_is_never_written_through(tmp_path: Path, existing: bool) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    target = tmp_path / "clip.xmp"
+    if existing:
+        target.write_bytes(b"old")
+    (tmp_path / temp_name_for("clip.xmp")).symlink_to(victim)
+    atomic_write(target, lambda stream: stream.write(b"new"))
+    assert target.read_bytes() == b"new" and not target.is_symlink()
+    assert victim.read_bytes() == b"keep"
+    assert sorted(os.listdir(tmp_path)) == ["clip.xmp", "victim"]
