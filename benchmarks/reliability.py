@@ -197,6 +197,15 @@ log_level: info
             )
         self.starts += 1
 
+    def await_health_endpoint(self) -> None:
+        """Until /healthz answers; a daemon that exited instead (its metrics port taken between our pick and its bind,
+        say) ends the run here with the end of its log, rather than as a puzzle several steps later."""
+        if wait_until(lambda: self.healthz()[0] != 0, 20, 0.1):
+            return
+        tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+        raise SystemExit(f"the daemon did not answer on /healthz (exit code {self.daemon.poll() if self.daemon else None}):"
+                         f"\n{tail}")
+
     def kill_daemon(self) -> None:
         assert self.daemon is not None
         self.daemon.send_signal(signal.SIGKILL)
@@ -574,7 +583,7 @@ def run_outage(minutes: float = 2.0, files_before: int = 10, files_during: int =
     try:
         rig.write_config(retries=retries, metrics=True)
         rig.start_daemon()
-        wait_until(lambda: rig.healthz()[0] != 0, 20, 0.1)
+        rig.await_health_endpoint()
         drop(rig.watch, rig.dir / "staging", before, rng)
         wait_until(lambda: all_final(rig.ledger, len(before)), 60)
         requests_before = emulator_requests(rig.stats())
@@ -708,7 +717,7 @@ def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time
     try:
         rig.write_config(metrics=True, api_failure_seconds=api_failure_seconds)
         rig.start_daemon()
-        wait_until(lambda: rig.healthz()[0] != 0, 20, 0.1)
+        rig.await_health_endpoint()
         for number, how in enumerate(("key file", "SIGHUP")):
             batch = planned[number * files_per_phase:(number + 1) * files_per_phase]
             jobs_before = rig.stats()["jobs_created"]

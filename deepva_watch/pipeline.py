@@ -370,8 +370,10 @@ class StageRunner:
             except Exception as error:  # a prefetch only saves requests; the steps still work without it
                 log.warning("prefetch_failed", stage=self.stage.name, error=repr(error)[:300])
         for asset in assets:
-            if self.stop.is_set() and self.stage.working:
-                ledger.transition(asset, asset.state, self.stage.home_of(asset), now)  # hand it back untouched
+            # Stopping, or the key was refused while this batch ran: the rest must not each meet the same 401.
+            if self.stop.is_set() or (self.stage.uses_api and not self.services.api_gate.is_open):
+                if self.stage.working:
+                    ledger.transition(asset, asset.state, self.stage.home_of(asset), now)  # hand it back untouched
                 continue
             self.heartbeat = time.monotonic()
             self.process(asset)

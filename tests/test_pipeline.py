@@ -239,6 +239,38 @@ def test_refused_key_and_bad_request_are_treated_differently(setup):
     assert len(failed) == 1 and failed[0].error_retryable == 0 and "400" in failed[0].last_error
 
 
+def test_a_key_refused_mid_batch_hands_the_rest_of_the_batch_back_untouched(setup):
+    """Job creation claims several rows at once; once DeepVA refuses the key (the daemon then closes the API gate),
+    the rest of the batch must not each meet the same 401."""
+    watch, services, clock, client, runners = setup
+    for index in range(5):
+        shutil.copy(FIXTURES / "sample.jpg", watch / f"{index}.jpg")
+    reconcile(services.ledger, services.config.folders[0], clock.now())
+    clock.advance(10)
+    _run(runners, "settle", "sniff")
+    for _ in range(5):
+        _run(runners, "upload")
+    real_create = client.create_job
+
+    def refused(*args, **kwargs):
+        services.api_gate.close("DeepVA refused the API key (HTTP 401)")  # what the daemon's response hook does
+        raise NotAuthenticated("POST", "/jobs/", status=401, excerpt="")
+
+    client.create_job = refused
+    assert runners["submit"].run_once() == 5
+    rows = services.ledger.query()
+    assert sorted(row.state for row in rows) == [states.UPLOADED] * 5
+    assert all(row.attempts == 0 for row in rows)
+    assert [row for row in rows if row.last_error] and len([row for row in rows if row.last_error]) == 1
+    assert runners["submit"].run_once() == 0  # the stage rests while the gate is closed
+
+    client.create_job = real_create
+    services.api_gate.open()
+    clock.advance(REFUSED_KEY_RETRY_SECONDS)
+    _run(runners, "submit")
+    assert sorted(row.state for row in services.ledger.query()) == [states.SUBMITTED] * 5
+
+
 def test_failed_job_records_its_errors(setup):
     watch, services, clock, client, runners = setup
     shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")

@@ -14,7 +14,7 @@ from deepva_watch.stages.sniff import sniff_asset
 from deepva_watch.stages.submit import create_job, submit_quota, upload, upload_capacity
 from deepva_watch.stages import track as tracking
 
-PUBLISH_WORKERS = 2
+PUBLISH_WORKERS = 3
 
 STAGES: tuple[Stage, ...] = (
     Stage("settle", takes=(states.SETTLING,), step=settle, batch=256),
