@@ -353,6 +353,8 @@ class DeepVAClient:
         self._heard(call, response.status_code)
         if 200 <= response.status_code < 300:
             return response, None
+        if 300 <= response.status_code < 400:
+            return None, _redirect_error(call, response, self._api_key)
         retry_after = None
         if response.status_code in _RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -435,6 +437,16 @@ class _Envelope:
     offset: int | None
     has_next: bool | None
     """None when the server did not say (no ``next`` key)."""
+
+
+def _redirect_error(call: _Call, response: _Reply, secret: str) -> MalformedResponse:
+    """A redirect is not followed (the key would go with it); say where it pointed, which is usually the fix for
+    ``api.url`` (``http://`` where the server wants ``https://``, a missing ``/api/v1``)."""
+    location = response.headers.get("Location") or "nowhere"
+    return MalformedResponse(
+        call.method, call.path, status=response.status_code,
+        reason=f"redirected to {redact(location, secret)[:200]}, not followed: set api.url to the address it points to",
+    )
 
 
 def _optional_int(value: Any) -> int | None:

@@ -284,6 +284,7 @@ def test_a_redirect_is_not_followed_so_the_key_never_travels_elsewhere(server, m
         with pytest.raises(MalformedResponse) as caught:
             make_client().get_job("j1")
         assert caught.value.status == 302
+        assert f"redirected to {elsewhere.base_url}/jobs/j1/, not followed: set api.url" in str(caught.value)
         assert elsewhere.received == []
         assert sleep.delays == []
     finally:
