@@ -55,6 +55,8 @@ def drop(watch: Path, count: int) -> None:
 #: ext4 without a journal several times dearer for minutes (see ``create_cost_us``), and a scenario must not pay for
 #: the one before it.
 _LEFTOVERS: list[Path] = []
+#: Above this (µs per small file) the run folder is in the slow state described in ``create_cost_us``.
+SLOW_CREATE_US = 300
 
 
 def run_scenario(files: int, processing_time: float, max_active_jobs: int, poll: float, timeout: float) -> dict:
@@ -115,6 +117,9 @@ def main() -> None:
                                       "in the run folder (about 40 on a quiet ext4; several hundred right after mass "
                                       "deletions without a journal)"),
         ])
+        if result["create_cost_us"] > SLOW_CREATE_US:
+            print("  note: creating files is slow in this folder (mass deletions nearby?), and the daemon creates two per "
+                  "file; the figures above are low for it. Run again with TMPDIR set to a fresh folder.")
 
     files = args.limited_files
     if not files:
