@@ -55,58 +55,50 @@ def test_gone_only_touches_versions_not_yet_handed_to_deepva(ledger):
     assert [v.state for v in ledger.versions("/w", "a.jpg")] == [states.SETTLING]
 
 
-def test_claims_are_exclusive_across_threads(tmp_path):
-    path = tmp_path / "ledger.sqlite3"
-    ledger = Ledger(path)
-    for index in range(200):
-        asset = ledger.versions("/w", f"f{index}")
-        ledger.observe("/w", f"f{index}", 1, 1, now=0.0)
-        (asset,) = ledger.versions("/w", f"f{index}")
-        ledger.transition(asset, states.SETTLING, states.ACCEPTED, now=0.0)
+def _claim_from_threads(path, claim, workers: int = 4) -> list[int]:
+    """Row ids claimed by ``workers`` threads, each on its own connection (as in the daemon), each calling
+    ``claim(ledger)`` until it comes back empty."""
     claimed: list[int] = []
     lock = threading.Lock()
 
     def worker() -> None:
         mine = Ledger(path)
-        while batch := mine.claim((states.ACCEPTED,), states.UPLOADING, now=1.0, limit=3):
+        while batch := claim(mine):
             with lock:
                 claimed.extend(asset.id for asset in batch)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return claimed
+
+
+def test_claims_are_exclusive_across_threads(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    for index in range(200):
+        ledger.observe("/w", f"f{index}", 1, 1, now=0.0)
+        (asset,) = ledger.versions("/w", f"f{index}")
+        ledger.transition(asset, states.SETTLING, states.ACCEPTED, now=0.0)
+    claimed = _claim_from_threads(path, lambda mine: mine.claim((states.ACCEPTED,), states.UPLOADING, now=1.0, limit=3))
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 200
 
 
-def test_a_quota_holds_for_workers_claiming_at_once_and_claims_follow_priority(tmp_path):
-    """max_active_jobs: four workers (each on its own connection, as in the daemon) racing for 200 rows under a
-    quota of 5 never hold more than 5 between them; finishing one frees exactly one more claim."""
+def test_a_quota_holds_for_workers_claiming_at_once_and_the_oldest_go_first(tmp_path):
+    """max_active_jobs: four workers racing for 200 rows under a quota of 5 never hold more than 5 between them;
+    finishing one frees exactly one more claim."""
     path = tmp_path / "ledger.sqlite3"
     ledger = Ledger(path)
     ledger.observe_new_paths("/w", [(f"f{index:03d}", 1, 1) for index in range(200)], now=0.0)
     for asset in ledger.due((states.SETTLING,), 1.0, 200):
         ledger.transition(asset, states.SETTLING, states.UPLOADED, now=0.0)
-    ledger.set_folder_priorities({"/w": 0})
     quota = Quota((states.SUBMITTING, states.SUBMITTED), 5)
-    claimed: list[int] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        mine = Ledger(path)
-        for _ in range(20):
-            batch = mine.claim((states.UPLOADED,), states.SUBMITTING, now=1.0, limit=2, quota=quota)
-            with lock:
-                claimed.extend(asset.id for asset in batch)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    claimed = _claim_from_threads(
+        path, lambda mine: mine.claim((states.UPLOADED,), states.SUBMITTING, now=1.0, limit=2, quota=quota))
     assert len(claimed) == len(set(claimed)) == 5
-    assert sorted(claimed) == [asset.id for asset in ledger.due((states.SUBMITTING,), 2.0, 10)]  # oldest first
+    assert sorted(claimed) == sorted(asset.id for asset in ledger.query())[:5]  # the oldest went first
     first = ledger.get(claimed[0])
     ledger.transition(first, states.SUBMITTING, states.COMPLETED, now=2.0)
     assert len(ledger.claim((states.UPLOADED,), states.SUBMITTING, now=3.0, limit=5, quota=quota)) == 1

@@ -497,8 +497,10 @@ def _pool_for(base_url: str, verify: bool | str) -> urllib3.PoolManager:
     system's trust store and certifi's bundle together: an on-prem server whose CA the machine trusts works, and so
     does the public service on a machine without a system store.
     """
-    tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {
-        "cert_reqs": "CERT_REQUIRED", "ssl_context": _tls_context(verify if isinstance(verify, str) else None)}
+    tls: dict[str, Any] = {}
+    if urlsplit(base_url).scheme == "https":  # plain HTTP (an on-prem server, the emulator) loads no trust store
+        tls = {"cert_reqs": "CERT_NONE"} if verify is False else {
+            "cert_reqs": "CERT_REQUIRED", "ssl_context": _tls_context(verify if isinstance(verify, str) else None)}
     options: dict[str, Any] = {"num_pools": 4, "maxsize": POOL_SIZE, "retries": False, **tls}
     proxy = _proxy_for(base_url)
     if proxy is not None:

@@ -40,6 +40,7 @@ def _read(stream: LineReadable, size: int) -> bytes:
 class LengthLimitedBody:
     def __init__(self, stream: LineReadable, length: int) -> None:
         self._stream = stream
+        self.length = length
         self._remaining = length
 
     def read(self, size: int, /) -> bytes:

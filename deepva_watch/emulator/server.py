@@ -214,7 +214,7 @@ def upload(request: Request) -> Response:
             for part in MultipartReader(request.body, boundary, read_size=request.read_size):
                 if part.name == "file" and received is None:
                     incoming = state.incoming_path()
-                    size, head = _write_part(part, incoming, state, _declared_length(request))
+                    size, head = _write_part(part, incoming, state, small=_small_body(request))
                     received = (incoming, _display_name(part.filename), size, head)
                 elif part.name == "folder":
                     folder = normalize_folder(part.read_text())
@@ -231,20 +231,16 @@ def upload(request: Request) -> Response:
     return Response(201, render.storage_json(stored))
 
 
-def _declared_length(request: Request) -> int | None:
-    try:
-        return int(request.headers.get("Content-Length", ""))
-    except ValueError:
-        return None
+def _small_body(request: Request) -> bool:
+    return isinstance(request.body, LengthLimitedBody) and request.body.length <= INLINE_WRITE_BYTES
 
 
-def _write_part(part: Part, destination: Path, state: EmulatorState, declared: int | None) -> tuple[int, bytes]:
+def _write_part(part: Part, destination: Path, state: EmulatorState, *, small: bool) -> tuple[int, bytes]:
     """A large body is written on a second thread (see :mod:`.sinks`); a small one here, in the request's thread,
     where starting a thread would cost more than the writing."""
     size = 0
     unreported = 0
     head = b""
-    small = declared is not None and declared <= INLINE_WRITE_BYTES
     with (destination.open("wb") if small else BackgroundFileWriter(destination)) as sink:
         for chunk in part.chunks():
             if len(head) < SNIFF_BYTES:

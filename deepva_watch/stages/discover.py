@@ -114,9 +114,7 @@ def is_candidate(relpath: str, folder: FolderConfig) -> bool:
     if not parts or relpath.startswith("../"):
         return False
     name = parts[-1]
-    if any(part.startswith(".") for part in parts):  # hidden files and folders, AppleDouble (._x), our temp files
-        return False
-    if is_sidecar_name(name):
+    if any(part.startswith(".") for part in parts[:-1]) or never_recorded(name):  # hidden folders; see never_recorded
         return False
     if not folder.recursive and len(parts) > 1:
         return False
