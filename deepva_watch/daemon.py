@@ -153,7 +153,9 @@ class Daemon:
 
     def stuck_workers(self) -> list[str]:
         dead = [thread.name for thread in self.threads if not thread.is_alive()]
-        beats = {thread.name: runner.heartbeat for thread, runner in zip(self.threads, self.runners, strict=True)}
+        # a worker resting until there is work (at most a second at a time) is waiting, not stuck
+        beats = {thread.name: runner.heartbeat for thread, runner in zip(self.threads, self.runners, strict=True)
+                 if not runner.idle}
         return dead + stale_workers(beats, time.monotonic(), STUCK_WORKER_SECONDS)
 
     def _heard_from_api(self, method: str, route: str, status: int | None) -> None:

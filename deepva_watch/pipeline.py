@@ -327,6 +327,7 @@ class StageRunner:
             self.sleeps_until = self.services.clock.now() + timeout
             self.idle = True
             self.wakeup.wait(timeout)
+            self.heartbeat = time.monotonic()  # before it stops counting as idle: see Daemon.stuck_workers
             self.idle = False
             self.wakeup.clear()
 
