@@ -132,6 +132,8 @@ class Rig:
     starts: int = 0
     metrics_port: int | None = None
     keep: bool = False
+    findings: list[str] = field(default_factory=list)
+    """What the rig saw go wrong while the run went on (a drain that never ended); :func:`verify` reports them."""
 
     @classmethod
     def create(cls, *, processing_time: float, prefix: str = "deepva-reliability-") -> Rig:
@@ -211,6 +213,29 @@ log_level: info
         self.daemon.send_signal(signal.SIGKILL)
         self.daemon.wait(timeout=30)
         self.kills += 1
+
+    def await_drain(self, expected: int, timeout: float, interval: float = 0.5) -> bool:
+        """Until ``expected`` files are all final. If they are not in time, the daemon's state is kept for the verdict
+        at once, while it is still in that state: a stopped daemon can no longer say where it was stuck."""
+        if wait_until(lambda: all_final(self.ledger, expected), timeout, interval):
+            return True
+        self.findings.append(f"not every file final within {timeout:.0f} s; {self.post_mortem()}")
+        return False
+
+    def post_mortem(self) -> str:
+        """The daemon's exit code if it died, or else every thread's stack (the daemon dumps them on SIGUSR1), with
+        the end of its log."""
+        if self.daemon is None:
+            return "no daemon was started"
+        code = self.daemon.poll()
+        if code is None:
+            self.daemon.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)  # the dump is written by the daemon's C signal handler, at once; this is for the file
+            state = "the daemon is running; its thread stacks end the log"
+        else:
+            state = f"the daemon exited with code {code}"
+        tail = self.log.read_text(errors="replace")[-12000:] if self.log.exists() else "(no log)"
+        return f"{state}:\n{tail}"
 
     def signal_daemon(self, sig: int) -> None:
         assert self.daemon is not None and self.daemon.poll() is None
@@ -408,6 +433,7 @@ def verify(rig: Rig, planned: list[MediaFile]) -> Verdict:
         verdict.problems.append(f"{len(verdict.temp_files)} temporary file(s) left: {verdict.temp_files[:5]}")
     if verdict.integrity != "ok":
         verdict.problems.append(f"ledger integrity_check: {verdict.integrity}")
+    verdict.problems.extend(rig.findings)
     return verdict
 
 
@@ -489,7 +515,7 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
         rig.clear_faults()
         drain_started = time.monotonic()
         rig.start_daemon()
-        wait_until(lambda: all_final(rig.ledger, len(planned)), drain_timeout, 0.5)
+        rig.await_drain(len(planned), drain_timeout)
         drain = time.monotonic() - drain_started
         # a moment more, so a duplicate job created late would have completed and be counted
         time.sleep(max(1.0, processing_time * 2))
@@ -585,7 +611,7 @@ def run_outage(minutes: float = 2.0, files_before: int = 10, files_during: int =
         rig.start_daemon()
         rig.await_health_endpoint()
         drop(rig.watch, rig.dir / "staging", before, rng)
-        wait_until(lambda: all_final(rig.ledger, len(before)), 60)
+        rig.await_drain(len(before), 60)
         requests_before = emulator_requests(rig.stats())
         calls_before = rig.api_calls_seen()
         rig.set_faults(down=True, down_mode="refuse", down_for=seconds)
@@ -608,7 +634,7 @@ def run_outage(minutes: float = 2.0, files_before: int = 10, files_during: int =
             1 for row in latest_rows(rig.ledger).values() if row["state"] not in FINAL_STATES + ("settling", "settled")
         )
         drain_started = time.monotonic()
-        wait_until(lambda: all_final(rig.ledger, len(planned)), drain_timeout, 0.5)
+        rig.await_drain(len(planned), drain_timeout)
         drain = time.monotonic() - drain_started
         rig.stop_daemon()
         verdict = verify(rig, [media for media, _ in planned])
@@ -750,6 +776,8 @@ def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time
             resumed = wait_until(lambda: latest_rows(rig.ledger).get(probe.relpath, {}).get("state") == "published",
                                  resume_timeout, 0.1)
             resumed_after = time.monotonic() - last_fix if resumed else None
+            if not resumed:
+                rig.findings.append(f"{how}: the state of the daemon when work had not resumed: {rig.post_mortem()}")
             held_back = sum(1 for row in latest_rows(rig.ledger).values()
                             if row["state"] not in FINAL_STATES and "refused" in (row["last_error"] or ""))
             green = bool(wait_until(lambda: rig.healthz()[0] == 200, 10, 0.1))
@@ -757,7 +785,7 @@ def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time
             phases.append(RefusalPhase(how, requests_after, refused, red_after, reason, failed, resumed_after,
                                        held_back, green))
         everything = [media for media, _ in planned] + [media for media, _ in probes]
-        done = wait_until(lambda: all_final(rig.ledger, len(everything)), drain_timeout, 0.25)
+        done = rig.await_drain(len(everything), drain_timeout, 0.25)
         all_final_after = time.monotonic() - last_fix if done else None
         time.sleep(processing_time)
         rig.stop_daemon()

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage (nothing 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import signal
 import sys
 import time
@@ -114,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_reload)
+    _enable_stack_dumps()
     logger.info("starting", version=__version__, folders=len(config.folders), api=config.api.url, ledger=str(config.ledger))
     started = time.monotonic()
     try:
@@ -125,6 +127,19 @@ def _run(args: argparse.Namespace) -> int:
         client.close()
     logger.info("exiting", uptime_s=round(time.monotonic() - started, 1))
     return EXIT_OK
+
+
+def _enable_stack_dumps() -> None:
+    """Every thread's stack to stderr (the journal) on SIGUSR1, and on a crash in C code.
+
+    Written by the interpreter's C layer, not by Python code, so it still works when the process is wedged: a service
+    that stopped moving is explained with ``systemctl kill -s USR1 deepva-watch`` before it is restarted.
+    """
+    try:
+        faulthandler.enable(all_threads=True)
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    except (OSError, ValueError):  # stderr is no real file (embedded runs): only the dumps are missing
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

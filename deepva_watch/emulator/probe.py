@@ -1,17 +1,19 @@
 """What the emulator learns about a media file: image or video, a content fingerprint, duration and frame rate.
 
 This is deliberately the emulator's own small code and not the client's sniffer: the emulator is a second reading of
-the contract, so it must not inherit the client's mistakes.
+the contract, so it must not inherit the client's mistakes. The one thing shared is the call into libmediainfo, which
+must take turns with every other caller in the process (the daemon's stages run next to the emulator in tests).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from deepva_watch.media.probe import parse_with_mediainfo
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,12 @@ class VideoFacts:
 def probe_video(path: Path) -> VideoFacts:
     """Duration and frame rate as MediaInfo reads them, falling back to 10 s at 25 fps for anything unreadable."""
     try:
-        from pymediainfo import MediaInfo
-
-        info = MediaInfo.parse(os.fspath(path))
+        # the daemon's media reader, not its API client: libmediainfo must take turns with every caller in the process
+        info = parse_with_mediainfo(path)
     except Exception as error:  # any parser failure means "unknown", which has a documented fallback
         log.debug("mediainfo could not read %s: %s", path.name, error)
+        info = None
+    if info is None:
         return VideoFacts(DEFAULT_DURATION, DEFAULT_FRAME_RATE)
     duration_ms: float | None = None
     frame_rate: float | None = None

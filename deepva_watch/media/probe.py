@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,11 @@ from deepva_watch.media import MediaFacts, MediaKind
 #: mediainfo's parse_speed: 0 reads container headers (and the end of an MPEG stream for its duration) only, so probing
 #: a 100 GB MXF costs about as much as probing a 1 MB one.
 MEDIAINFO_PARSE_SPEED = 0.0
+
+#: libmediainfo is not safe to call from two threads at once: concurrent parses crash the process (SIGSEGV) or hang it
+#: within seconds (three publish workers on a burst of finished video jobs did). A parse of headers takes about 3 ms,
+#: so taking turns costs next to nothing.
+_MEDIAINFO_TURN = threading.Lock()
 
 #: ffprobe runs as a child process; this bounds it on a file that makes it read far more than its headers.
 FFPROBE_TIMEOUT_SECONDS = 30.0
@@ -75,22 +81,17 @@ def probe_image(path: Path, mime: str) -> MediaFacts | None:
 
 def probe_with_mediainfo(path: Path, mime: str, kind: MediaKind) -> MediaFacts | None:
     """Facts as mediainfo reads them, or None when libmediainfo is unavailable or fails on the file."""
-    # Imported here so that a broken pymediainfo install degrades to the ffprobe path instead of failing at import.
     try:
-        from pymediainfo import MediaInfo
-    except ImportError:
-        return None
-    if not MediaInfo.can_parse():
-        return None
-    try:
-        info = MediaInfo.parse(
-            os.fspath(path),
+        info = parse_with_mediainfo(
+            path,
             parse_speed=MEDIAINFO_PARSE_SPEED,
             # Without this, frame_0001.jpg next to frame_0002.jpg is reported as one image-sequence *video*.
             mediainfo_options={"File_TestContinuousFileNames": "0"},
         )
     except (OSError, RuntimeError, ValueError, SyntaxError):
         # SyntaxError covers xml.etree's ParseError on output mediainfo could not render; the file is what is odd.
+        return None
+    if info is None:
         return None
 
     general: Any = next((track for track in info.tracks if track.track_type == "General"), None)
@@ -127,6 +128,21 @@ def probe_with_mediainfo(path: Path, mime: str, kind: MediaKind) -> MediaFacts |
         frame_count=frame_count,
         start_timecode=_mediainfo_start_timecode(info.tracks, picture),
     )
+
+
+def parse_with_mediainfo(path: Path, **options: Any) -> Any | None:
+    """``MediaInfo.parse(path, **options)``, taking turns with every other caller in this process (see
+    ``_MEDIAINFO_TURN``); None when pymediainfo or libmediainfo is not there. A parse failure raises as the parse does.
+    """
+    # Imported here so that a broken pymediainfo install degrades to the ffprobe path instead of failing at import.
+    try:
+        from pymediainfo import MediaInfo
+    except ImportError:
+        return None
+    with _MEDIAINFO_TURN:
+        if not MediaInfo.can_parse():
+            return None
+        return MediaInfo.parse(os.fspath(path), **options)
 
 
 def probe_with_ffprobe(path: Path, mime: str, kind: MediaKind) -> MediaFacts | None:

@@ -139,6 +139,24 @@ def test_sighup_adds_a_folder_without_a_restart_and_a_bad_reload_is_refused(tmp_
     assert daemon.stop() == 0
 
 
+def test_sigusr1_writes_every_thread_stack_to_stderr_and_the_daemon_carries_on(tmp_path, emulator, daemon_factory):
+    """What an operator needs to explain a daemon that stopped moving, before restarting it."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    daemon = daemon_factory(write_config(tmp_path, emulator.base_url, [watch]))
+    wait_for(lambda: '"event": "watching"' in daemon.log_text(), 20, "the daemon to watch its folder")
+
+    daemon.process.send_signal(signal.SIGUSR1)
+    wait_for(lambda: "Current thread" in daemon.log_text(), 10, "the stack dump")
+    dump = daemon.log_text()
+    assert "in run_forever" in dump, "the stage workers' stacks are in it"
+    assert "deepva_watch/daemon.py" in dump, "and the main loop's"
+    shutil.copy(FIXTURES / "sample.jpg", watch / "after-dump.jpg")
+    wait_for(lambda: [r for r in ledger_rows(tmp_path / "ledger.sqlite3") if r["state"] == "published"], 60,
+             "a file dropped after the dump to be published")
+    assert daemon.stop() == 0
+
+
 def test_sigterm_during_an_upload_leaves_the_ledger_consistent_and_a_restart_finishes(tmp_path, make_emulator,
                                                                                       daemon_factory):
     emulator = make_emulator(processing_time=0.2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -96,6 +98,48 @@ def test_fifo_gives_unknowns_without_blocking(tmp_path: Path) -> None:
         os.close(descriptor)
         pytest.fail("probe blocked on a FIFO")
     assert results == [MediaFacts("video", "application/mxf")]
+
+
+CONCURRENT_PROBES = """
+import sys, threading
+from pathlib import Path
+from deepva_watch.emulator.probe import probe_video
+from deepva_watch.media.probe import probe_with_mediainfo
+
+fixtures, rounds = Path(sys.argv[1]), int(sys.argv[2])
+videos = [("sample.mxf", "application/mxf"), ("sample.mp4", "video/mp4"), ("sample.mov", "video/quicktime")]
+wrong = []
+
+def read(worker):
+    for turn in range(rounds):
+        name, mime = videos[(worker + turn) % len(videos)]
+        if worker == 0:  # the emulator's reader shares the process with the daemon's stages in tests
+            facts = probe_video(fixtures / name)
+            ok = facts.frame_rate > 0
+        else:
+            facts = probe_with_mediainfo(fixtures / name, mime, "video")
+            ok = facts is not None and facts.width == 160
+        if not ok:
+            wrong.append((name, facts))
+
+threads = [threading.Thread(target=read, args=(worker,)) for worker in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(f"wrong: {wrong}" if wrong else "ok")
+"""
+
+
+def test_many_threads_may_probe_at_once(tmp_path: Path) -> None:
+    """libmediainfo crashes (SIGSEGV) or hangs when two threads parse at once; three publish workers finishing a burst
+    of video jobs together did that to the daemon. Run in a child process, so a crash fails this test, not the run."""
+    script = tmp_path / "probe_concurrently.py"
+    script.write_text(CONCURRENT_PROBES)
+    done = subprocess.run([sys.executable, str(script), str(FIXTURES), "150"], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, f"exit code {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "ok"
 
 
 def test_mediainfo_reads_every_video_fixture_itself() -> None:
