@@ -404,14 +404,15 @@ class FolderWatch:
         now = self.clock.now()
         new, gone = apply_scan(self.ledger, self.folder, result.files, now, previous=previous, unreadable=result.unreadable)
         self._snapshot = result.files if self._mode == "poll" else None
-        self._files_seen, self._last_scan_at, self._scans = len(result.files), now, self._scans + 1
         mono = time.monotonic()
-        self._next_scan = mono + self.folder.poll_interval_seconds
-        if reconcile:
-            self._next_reconcile = mono + self.folder.rescan_interval_seconds
         level = log.info if reconcile or new or gone else log.debug
         level("scanned", why=why, mode=self._mode, files=len(result.files), folders=result.folders, new=new, gone=gone,
               unreadable=result.unreadable[:5] or None, ms=round((mono - started) * 1000))
+        # counted after the log line, so whoever waits for the count also finds the line
+        self._files_seen, self._last_scan_at, self._scans = len(result.files), now, self._scans + 1
+        self._next_scan = mono + self.folder.poll_interval_seconds
+        if reconcile:
+            self._next_reconcile = mono + self.folder.rescan_interval_seconds
         self.scanned.set()
         if new:
             self.on_sighting()
