@@ -33,20 +33,53 @@ class Process:
         return self.popen.pid
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        """User and system CPU of this process and every process it started (the daemon's publishing process),
+        live or ended."""
+        return sum(_cpu_seconds(pid, ended_children=pid == self.pid) for pid in (self.pid, *self.descendants()))
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The peak resident memory of this process plus the peaks of the processes it started: an upper bound of
+        their peak together, since the peaks need not come at the same moment."""
+        return sum(_peak_rss_mb(pid) for pid in (self.pid, *self.descendants()))
+
+    def descendants(self) -> list[int]:
+        found: list[int] = []
+        pending = [self.pid]
+        while pending:
+            pid = pending.pop()
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    children = [int(child) for child in (task / "children").read_text().split()]
+                except OSError:
+                    continue
+                found.extend(children)
+                pending.extend(children)
+        return found
 
     def stop(self, timeout: float = 60) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         return self.popen.wait(timeout=timeout)
+
+
+def _cpu_seconds(pid: int, *, ended_children: bool) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if ended_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def start_emulator(run: Path, processing_time: float, data_dir: Path | None = None) -> tuple[Process, str]:

@@ -84,7 +84,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from deepva_watch.daemon import Daemon
-    from deepva_watch.deepva import DeepVAClient, RetryPolicy
+    from deepva_watch.deepva import client_for
 
     config = _load(args)
     key = resolve_api_key(config.api)
@@ -92,14 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     logger = structlog.get_logger("deepva_watch.cli")
     for warning in permission_warnings(args.config, config):
         logger.warning("insecure_permissions", note=warning)
-    client = DeepVAClient(
-        config.api.url,
-        key.reveal(),
-        timeout=(config.api.connect_timeout_seconds, config.api.read_timeout_seconds),
-        retry=RetryPolicy(attempts=max(1, config.api.retries)),
-        verify=str(config.api.ca_bundle) if config.api.ca_bundle else True,
-    )
-    daemon = Daemon(config, client, config_path=args.config)
+    client = client_for(config.api, key.reveal())
+    daemon = Daemon(config, client, config_path=args.config, log_level=args.log_level)
     stops = 0
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:

@@ -24,7 +24,8 @@ from deepva_watch.pipeline import Clock, StageRunner, SystemClock, folder_key, m
 from deepva_watch.service.health import Health, ledger_write_problem
 from deepva_watch.service.metrics import Metrics, MetricsServer
 from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, status_text, watchdog_interval
-from deepva_watch.stages import STAGES
+from deepva_watch.stages import PUBLISH_WORKERS, STAGES
+from deepva_watch.stages.publish_process import PublisherProcess
 from deepva_watch.watch.supervisor import FolderWatch
 from deepva_watch.webhook import WebhookReceiver, ledger_nonce_store, load_secret
 
@@ -50,6 +51,8 @@ class Daemon:
     config_path: Path | None = None
     read_key: Callable[[ApiConfig], Secret] = resolve_api_key
     notifier: Notifier = field(default_factory=Notifier)
+    log_level: str | None = None
+    """The level the command line asked for, if any; the publishing process logs at the same level."""
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.config.ledger)
@@ -86,6 +89,11 @@ class Daemon:
                 runner = StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
                 self.runners.append(runner)
                 self.threads.append(run_in_thread(f"{stage.name}-{index}", runner.run_forever))
+        # sidecars are written by a child process with its own interpreter lock (see stages/publish_process.py)
+        self.services.publisher = PublisherProcess(
+            self.config.api, lambda: self.client.api_key, threads=PUBLISH_WORKERS,
+            log_level=self.log_level or self.config.log_level, on_call=self._heard_from_api,
+        )
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
@@ -140,6 +148,8 @@ class Daemon:
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         still_running = [thread.name for thread in self.threads if thread.is_alive()]
+        if self.services.publisher is not None:
+            self.services.publisher.close()
         for server in (self.receiver, self.metrics_server):
             if server is not None:
                 server.stop()
@@ -208,6 +218,8 @@ class Daemon:
         old = self.config
         logging_setup.register_secret(key.reveal())
         self.client.set_api_key(key.reveal())
+        if self.services.publisher is not None:
+            self.services.publisher.use_api(new.api)
         self.config = self.services.config = new
         self.ledger.set_folder_priorities({folder_key(folder): folder.priority for folder in new.folders})
         wanted = {folder_key(folder): folder for folder in new.folders}

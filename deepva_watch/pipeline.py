@@ -204,6 +204,7 @@ class Services:
     poll_budget: Any = None  # the ceiling on job-status requests per minute
     api_gate: ApiGate = field(default_factory=ApiGate)
     metrics: Any = None  # deepva_watch.service.metrics.Metrics, when the daemon runs with metrics
+    publisher: Any = None  # deepva_watch.stages.publish_process.PublisherProcess; None: sidecars written in-process
     api_failing_for: Callable[[], float | None] = lambda: None
     """Seconds every API call has failed for (None: it answers); retries that do not count grow with the outage."""
 

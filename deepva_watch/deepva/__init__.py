@@ -1,6 +1,6 @@
 """The DeepVA REST API: client, typed results, and the errors a call can end in."""
 
-from deepva_watch.deepva.client import DeepVAClient
+from deepva_watch.deepva.client import DeepVAClient, client_for
 from deepva_watch.deepva.errors import (
     BadRequest,
     ClientError,
@@ -37,4 +37,5 @@ __all__ = [
     "StorageObject",
     "TransportError",
     "UploadRejected",
+    "client_for",
 ]

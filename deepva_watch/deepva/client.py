@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import structlog
@@ -58,6 +58,9 @@ from deepva_watch.deepva.errors import (
 from deepva_watch.deepva.models import Job, JobPage, Segment, StorageObject
 from deepva_watch.deepva.retry import RetryPolicy, parse_retry_after
 from deepva_watch.deepva.upload import MultipartFileBody, Throttle
+
+if TYPE_CHECKING:
+    from deepva_watch.config import ApiConfig
 
 log = structlog.get_logger()
 
@@ -119,6 +122,11 @@ class DeepVAClient:
 
     def __repr__(self) -> str:
         return f"DeepVAClient(base_url={redact(self.base_url, self._api_key)!r})"
+
+    @property
+    def api_key(self) -> str:
+        """The key in use, for a process of the daemon's own that must call with the same one."""
+        return self._api_key
 
     def set_api_key(self, api_key: str) -> None:
         """Use a new key from the next request on (the operator rotated it; no restart needed)."""
@@ -437,6 +445,17 @@ class _Envelope:
     offset: int | None
     has_next: bool | None
     """None when the server did not say (no ``next`` key)."""
+
+
+def client_for(api: ApiConfig, api_key: str, **options: Any) -> DeepVAClient:
+    """The client ``api`` describes (URL, timeouts, retries, CA bundle): the daemon's, and its publishing process's."""
+    return DeepVAClient(
+        api.url, api_key,
+        timeout=(api.connect_timeout_seconds, api.read_timeout_seconds),
+        retry=RetryPolicy(attempts=max(1, api.retries)),
+        verify=str(api.ca_bundle) if api.ca_bundle else True,
+        **options,
+    )
 
 
 def _redirect_error(call: _Call, response: _Reply, secret: str) -> MalformedResponse:

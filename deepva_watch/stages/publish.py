@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from typing import Any
 
 import structlog
 
@@ -18,7 +19,7 @@ from deepva_watch.config import FolderConfig
 from deepva_watch.deepva import DeepVAError
 from deepva_watch.ledger import Asset
 from deepva_watch.media.probe import probe
-from deepva_watch.pipeline import Advance, Fail, Outcome, Services, gone
+from deepva_watch.pipeline import Advance, Fail, Outcome, Retry, Services, gone
 from deepva_watch.sidecars import (
     Provenance,
     SidecarSettings,
@@ -28,6 +29,7 @@ from deepva_watch.sidecars import (
     publish_results,
 )
 from deepva_watch.stages.failures import outcome_for
+from deepva_watch.stages.publish_process import PublisherGone, SidecarJob
 
 log = structlog.get_logger("deepva_watch.publish")
 
@@ -72,21 +74,22 @@ def publish(services: Services, asset: Asset) -> Outcome:
     try:
         if not _still_current(services, asset):
             return Advance(states.SUPERSEDED, {"last_error": "the file changed while DeepVA worked on it"})
-        job = services.jobs.pop(asset.asset_id) or services.client.get_job(asset.job_id)
-        media = probe(asset.path, asset.mime or "", asset.kind or "video")  # type: ignore[arg-type]
-        common = dict(watch_root=folder.path.absolute(), settings=sidecar_settings(folder), provenance=_provenance(services, asset))
-        if asset.job_state == "completed":
-            written = publish_results(
-                asset.path, job=job, media=media,
-                segments=services.client.iter_detailed_results(job.id, page_size=DETAILED_PAGE_SIZE),
-                **common
-            )
+        job = SidecarJob(
+            media_path=asset.path, job=services.jobs.pop(asset.asset_id), job_id=asset.job_id or "",
+            completed=asset.job_state == "completed", errors=tuple(asset.errors), mime=asset.mime or "",
+            kind=asset.kind or "video", watch_root=folder.path.absolute(),  # type: ignore[arg-type]
+            settings=sidecar_settings(folder), provenance=_provenance(services, asset),
+        )
+        if services.publisher is not None:
+            written = services.publisher.write(job)
         else:
-            written = publish_failure(asset.path, job=job, errors=asset.errors, media=media, **common)
+            written = write_sidecars(services.client, job)
     except FileNotFoundError:
         return gone("the file disappeared before its results were written")
     except (DeepVAError, OSError) as error:
         return outcome_for(error)
+    except PublisherGone as error:  # counted: a file that keeps crashing the publishing process ends as failed
+        return Retry(str(error))
     except UnsafeSidecarPath as error:  # a path that would leave its folder: never written, a person must look
         return Fail(f"refused to write sidecars: {error}")
     for note in written.notes:
@@ -96,6 +99,18 @@ def publish(services: Services, asset: Asset) -> Outcome:
         _clean_up(services, asset)
         return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now()})
     return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
+
+
+def write_sidecars(client: Any, job: SidecarJob) -> WrittenSidecars:
+    """The part of publishing that needs no ledger: fetch what is missing, probe the media, write the sidecars. Runs
+    in the daemon, or in its publishing process (:mod:`deepva_watch.stages.publish_process`)."""
+    found = job.job or client.get_job(job.job_id)
+    media = probe(job.media_path, job.mime, job.kind)
+    common = dict(watch_root=job.watch_root, settings=job.settings, provenance=job.provenance)
+    if job.completed:
+        segments = client.iter_detailed_results(found.id, page_size=DETAILED_PAGE_SIZE)
+        return publish_results(job.media_path, job=found, media=media, segments=segments, **common)
+    return publish_failure(job.media_path, job=found, errors=job.errors, media=media, **common)
 
 
 def _clean_up(services: Services, asset: Asset) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import shutil
 import signal
 import socket
@@ -11,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -154,6 +157,35 @@ def test_sigusr1_writes_every_thread_stack_to_stderr_and_the_daemon_carries_on(t
     shutil.copy(FIXTURES / "sample.jpg", watch / "after-dump.jpg")
     wait_for(lambda: [r for r in ledger_rows(tmp_path / "ledger.sqlite3") if r["state"] == "published"], 60,
              "a file dropped after the dump to be published")
+    assert daemon.stop() == 0
+
+
+def _publishers(log_text: str) -> list[int]:
+    """The publishing processes the daemon started, in order, from its log."""
+    events = [json.loads(line) for line in log_text.splitlines() if '"event": "publisher_started"' in line]
+    return [event["pid"] for event in events]
+
+
+def test_a_killed_publishing_process_is_replaced_and_every_file_is_published_once(tmp_path, emulator, daemon_factory):
+    """Sidecars are written by a child of the daemon; when it dies (a crash in a C library, the OOM killer), the steps
+    it had are tried again by a new one and nothing is lost or published twice."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    daemon = daemon_factory(write_config(tmp_path, emulator.base_url, [watch]))
+    ledger = tmp_path / "ledger.sqlite3"
+    shutil.copy(FIXTURES / "sample.jpg", watch / "first.jpg")
+    wait_for(lambda: [r for r in ledger_rows(ledger) if r["state"] == "published"], 60, "the first file")
+    (publisher,) = _publishers(daemon.log_text())
+    assert Path(f"/proc/{publisher}/status").read_text().count(f"PPid:\t{daemon.process.pid}\n") == 1
+
+    os.kill(publisher, signal.SIGKILL)
+    wait_for(lambda: '"event": "publisher_ended"' in daemon.log_text(), 20, "the daemon to notice")
+    for name in ("second.jpg", "third.png"):
+        shutil.copy(FIXTURES / ("sample.png" if name.endswith(".png") else "sample.jpg"), watch / name)
+    wait_for(lambda: len([r for r in ledger_rows(ledger) if r["state"] == "published"]) == 3, 60, "all three files")
+    assert _publishers(daemon.log_text())[1:], "a new publishing process took over"
+    tags = [job["tag"] for job in emulator.jobs() if job["state"] == "completed"]
+    assert sorted(tags) == sorted(r["asset_id"] for r in ledger_rows(ledger)), "one job per file"
     assert daemon.stop() == 0
 
 

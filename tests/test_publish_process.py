@@ -1,0 +1,168 @@
+"""Sidecars written by the publishing process: the same files as in-process, errors that arrive as themselves, API
+exchanges reported back, a new key followed, and a process that dies replaced without losing a step."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from deepva_watch.config import ApiConfig
+from deepva_watch.deepva import DeepVAClient, NotAuthenticated, NotFound
+from deepva_watch.sidecars import Provenance, SidecarSettings
+from deepva_watch.stages.publish import write_sidecars
+from deepva_watch.stages.publish_process import PublisherGone, PublisherProcess, SidecarJob
+from tests.conftest import API_KEY, FIXTURES, wait_for
+
+MODULES = {"face_recognition": {"model": "celebrities"}, "object_scene_recognition": {}}
+
+
+@pytest.fixture
+def finished_job(tmp_path, make_emulator):
+    """A media file in a watched folder and the completed DeepVA job for it."""
+    emulator = make_emulator(processing_time=0)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    media = watch / "clip.jpg"
+    shutil.copy(FIXTURES / "sample.jpg", media)
+    with DeepVAClient(emulator.base_url, API_KEY) as client:
+        stored = client.upload(media, filename="clip.jpg")
+        job = client.create_job([stored.url], MODULES, tag="dvw-test")
+        wait_for(lambda: client.get_job(job.id).state == "completed", 10, "the job to complete")
+    return emulator, media, job.id
+
+
+def _sidecar_job(media: Path, job_id: str, **changes) -> SidecarJob:
+    stamp = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+    values = dict(
+        media_path=media, job=None, job_id=job_id, completed=True, errors=(), mime="image/jpeg", kind="image",
+        watch_root=media.parent, settings=SidecarSettings(),
+        provenance=Provenance(job_id=job_id, modules=MODULES, processed_at=stamp, daemon_version="test",
+                              source_hash="blake2b-sampled:0", source_size=media.stat().st_size, source_mtime=stamp,
+                              asset_id="dvw-test"),
+    )
+    values.update(changes)
+    return SidecarJob(**values)
+
+
+def _publisher(emulator, key=lambda: API_KEY, calls=None) -> PublisherProcess:
+    api = ApiConfig(url=emulator.base_url, retries=1, read_timeout_seconds=10)
+    return PublisherProcess(api, key, threads=2, log_level="warning",
+                            on_call=None if calls is None else lambda *call: calls.append(call))
+
+
+def test_the_process_writes_what_the_daemon_would_write_itself(finished_job, tmp_path):
+    emulator, media, job_id = finished_job
+    calls: list[tuple] = []
+    publisher = _publisher(emulator, calls=calls)
+    try:
+        written = publisher.write(_sidecar_job(media, job_id))
+    finally:
+        publisher.close()
+    from_process = {path.name: path.read_bytes() for path in (written.xmp, written.json)}
+
+    for path in (written.xmp, written.json):
+        path.unlink()
+    with DeepVAClient(emulator.base_url, API_KEY) as client:
+        here = write_sidecars(client, _sidecar_job(media, job_id))
+    assert {path.name: path.read_bytes() for path in (here.xmp, here.json)} == from_process
+    assert json.loads(from_process["clip.jpg.deepva.json"])["job"]["id"] == job_id
+    # every exchange the child had reaches the daemon's observer (metrics, health, the refused-key gate)
+    assert ("GET", "/jobs/{id}/", 200) in calls
+    assert ("GET", "/jobs/{id}/detailed-results/", 200) in calls
+
+
+def test_an_error_in_the_process_arrives_as_itself(finished_job):
+    emulator, media, job_id = finished_job
+    publisher = _publisher(emulator)
+    try:
+        with pytest.raises(NotFound) as raised:
+            publisher.write(_sidecar_job(media, "no-such-job"))
+        assert raised.value.status == 404 and raised.value.method == "GET"
+        # sidecars to go under a path that is a file: the OSError arrives with its errno and file name
+        with pytest.raises(OSError) as raised_os:
+            publisher.write(_sidecar_job(media, job_id, settings=SidecarSettings(output_dir=media)))
+        assert raised_os.value.errno in (errno.ENOTDIR, errno.EEXIST) and raised_os.value.filename
+    finally:
+        publisher.close()
+
+
+def test_the_process_uses_the_key_the_daemon_uses_now(finished_job):
+    emulator, media, job_id = finished_job
+    key = [API_KEY]
+    calls: list[tuple] = []
+    publisher = _publisher(emulator, key=lambda: key[0], calls=calls)
+    try:
+        publisher.write(_sidecar_job(media, job_id))
+        emulator.rotate_key("rotated-key-0123456789")
+        with pytest.raises(NotAuthenticated):
+            publisher.write(_sidecar_job(media, job_id))
+        assert calls[-1][2] == 401, "the daemon hears the 401 and pauses API work"
+        key[0] = "rotated-key-0123456789"
+        assert publisher.write(_sidecar_job(media, job_id)).json is not None
+    finally:
+        publisher.close()
+
+
+def test_a_killed_process_fails_its_step_as_gone_and_the_next_step_starts_a_new_one(finished_job):
+    emulator, media, job_id = finished_job
+    publisher = _publisher(emulator)
+    try:
+        publisher.write(_sidecar_job(media, job_id))
+        first = publisher.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: publisher.pid is None, 10, "the daemon to notice the process ended")
+        written = publisher.write(_sidecar_job(media, job_id))
+        assert written.xmp is not None and publisher.pid not in (None, first)
+    finally:
+        publisher.close()
+
+
+def test_a_step_in_flight_when_the_process_dies_ends_as_gone(finished_job):
+    emulator, media, job_id = finished_job
+    emulator.set_faults(latency={"GET /api/v1/jobs/{id}/detailed-results/": 5})  # killed inside that request
+    publisher = _publisher(emulator)
+    try:
+        outcome: list[BaseException] = []
+
+        def step() -> None:
+            try:
+                publisher.write(_sidecar_job(media, job_id))
+            except BaseException as error:  # noqa: BLE001 - what the step ended with is the point
+                outcome.append(error)
+
+        thread = threading.Thread(target=step)
+        thread.start()
+        wait_for(lambda: publisher.pid is not None, 10, "the process to start")
+        wait_for(lambda: emulator.stats()["faults_injected"].get("latency", 0) >= 1, 10,
+                 "the child's request to be held by the emulator")
+        os.kill(publisher.pid, signal.SIGKILL)
+        thread.join(10)
+        assert not thread.is_alive(), "the waiting step must not hang"
+        assert len(outcome) == 1 and isinstance(outcome[0], PublisherGone)
+    finally:
+        emulator.clear_faults()
+        publisher.close()
+
+
+def test_new_api_settings_start_a_new_process_and_the_old_one_ends_cleanly(finished_job):
+    emulator, media, job_id = finished_job
+    publisher = _publisher(emulator)
+    try:
+        publisher.write(_sidecar_job(media, job_id))
+        old_child = publisher._child
+        publisher.use_api(ApiConfig(url=emulator.base_url, retries=1, read_timeout_seconds=30))
+        publisher.write(_sidecar_job(media, job_id))
+        assert publisher._child is not old_child
+        old_child.process.join(10)
+        assert old_child.process.exitcode == 0
+    finally:
+        publisher.close()
