@@ -16,8 +16,10 @@ starts a new child; nothing is lost, since the ledger row is committed only when
 
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import multiprocessing
+import signal
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -211,6 +213,11 @@ def serve(conn: Connection, api: ApiConfig, threads: int, log_level: str) -> Non
     from deepva_watch.deepva import client_for
     from deepva_watch.stages.publish import write_sidecars
 
+    # A stop (systemd signals the whole control group; Ctrl-C the whole process group) is the daemon's to handle: it
+    # lets the steps in flight here finish, then closes the pipe, which ends this process.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable(all_threads=True)  # a crash in a C library leaves its stacks in the log, as in the daemon
     logging_setup.configure(log_level)
     calls = threading.local()
 

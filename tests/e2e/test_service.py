@@ -189,6 +189,25 @@ def test_a_killed_publishing_process_is_replaced_and_every_file_is_published_onc
     assert daemon.stop() == 0
 
 
+def test_a_stop_signalled_to_the_whole_service_lets_a_publish_in_flight_finish(tmp_path, make_emulator, daemon_factory):
+    """systemd sends SIGTERM to every process of the service at once: the publishing process leaves the stop to the
+    daemon, so the sidecars it is writing are finished and committed rather than cut off."""
+    emulator = make_emulator(processing_time=0)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    ledger = tmp_path / "ledger.sqlite3"
+    daemon = daemon_factory(write_config(tmp_path, emulator.base_url, [watch]))
+    emulator.set_faults(latency={"GET /api/v1/jobs/{id}/detailed-results/": 2})
+    shutil.copy(FIXTURES / "sample.jpg", watch / "in-flight.jpg")
+    wait_for(lambda: emulator.stats()["faults_injected"].get("latency", 0) >= 1, 30, "the results fetch to be held")
+    (publisher,) = _publishers(daemon.log_text())
+    os.kill(publisher, signal.SIGTERM)
+    assert daemon.stop(signal.SIGTERM, timeout=40) == 0
+    (row,) = ledger_rows(ledger)
+    assert row["state"] == "published", (row["state"], row["last_error"])
+    assert '"event": "publisher_ended"' not in daemon.log_text()
+
+
 def test_sigterm_during_an_upload_leaves_the_ledger_consistent_and_a_restart_finishes(tmp_path, make_emulator,
                                                                                       daemon_factory):
     emulator = make_emulator(processing_time=0.2)
