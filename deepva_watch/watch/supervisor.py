@@ -216,6 +216,8 @@ class FolderWatch:
                  rescan_interval_seconds=self.folder.rescan_interval_seconds)
 
     def _idle_seconds(self) -> float:
+        if self._paused_reason is not None:  # a scan falls due meanwhile, but none runs until the folder is back
+            return HEALTH_CHECK_SECONDS
         until_scan = (self._next_scan if self._mode == "poll" else self._next_reconcile) - time.monotonic()
         return max(0.0, min(HEALTH_CHECK_SECONDS, until_scan))
 

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import threading
+import time
 
 import pytest
 from structlog.testing import capture_logs
@@ -150,6 +151,27 @@ def test_root_moved_away_and_back_pauses_and_resumes_without_gone_or_new_version
     assert {k: v for k, v in harness.rows().items() if k != "f00.jpg"} == {k: v for k, v in before.items() if k != "f00.jpg"}
     (harness.root / "new.jpg").write_bytes(b"x")
     eventually(lambda: "new.jpg" in harness.rows(), what="watching again after the resume")
+
+
+def test_a_paused_folder_is_looked_at_once_a_second_not_in_a_busy_loop(harness, tmp_path, monkeypatch):
+    """A poll (or a periodic rescan) falls due while the share is away; it must wait for the share, not spin."""
+    from deepva_watch.watch import supervisor
+
+    looks: list[float] = []
+    real_root_problem = supervisor.root_problem
+
+    def counted(folder):
+        looks.append(time.monotonic())
+        return real_root_problem(folder)
+
+    monkeypatch.setattr(supervisor, "root_problem", counted)
+    watch = harness.start(harness.folder(watch="poll", poll_interval_seconds=0.2))
+    harness.root.rename(tmp_path / "away")
+    eventually(lambda: watch.status().paused, what="the pause")
+    threading.Event().wait(0.5)  # the next poll is now overdue
+    looks.clear()
+    threading.Event().wait(2.0)
+    assert len(looks) <= 4, f"{len(looks)} looks at a missing folder in 2 s"
 
 
 @BOTH_MODES
