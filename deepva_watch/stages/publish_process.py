@@ -215,9 +215,13 @@ def serve(conn: Connection, api: ApiConfig, threads: int, log_level: str) -> Non
 
     # A stop (systemd signals the whole control group; Ctrl-C the whole process group) is the daemon's to handle: it
     # lets the steps in flight here finish, then closes the pipe, which ends this process.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    faulthandler.enable(all_threads=True)  # a crash in a C library leaves its stacks in the log, as in the daemon
+    # So is a reload (SIGHUP), should it reach every process of the service rather than the daemon alone.
+    for stop in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_IGN)
+    # As in the daemon: a crash in a C library leaves its stacks in the log, and `systemctl kill -s USR1` (which
+    # signals every process of the service) dumps this process's threads too instead of ending it.
+    faulthandler.enable(all_threads=True)
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     logging_setup.configure(log_level)
     calls = threading.local()
 

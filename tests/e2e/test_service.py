@@ -143,20 +143,27 @@ def test_sighup_adds_a_folder_without_a_restart_and_a_bad_reload_is_refused(tmp_
 
 
 def test_sigusr1_writes_every_thread_stack_to_stderr_and_the_daemon_carries_on(tmp_path, emulator, daemon_factory):
-    """What an operator needs to explain a daemon that stopped moving, before restarting it."""
+    """What an operator needs to explain a daemon that stopped moving, before restarting it. `systemctl kill` signals
+    every process of the service, so the publishing process dumps its stacks too, and carries on as well."""
     watch = tmp_path / "watch"
     watch.mkdir()
+    ledger = tmp_path / "ledger.sqlite3"
     daemon = daemon_factory(write_config(tmp_path, emulator.base_url, [watch]))
-    wait_for(lambda: '"event": "watching"' in daemon.log_text(), 20, "the daemon to watch its folder")
+    shutil.copy(FIXTURES / "sample.jpg", watch / "before-dump.jpg")
+    wait_for(lambda: [r for r in ledger_rows(ledger) if r["state"] == "published"], 60, "the first file")
+    (publisher,) = _publishers(daemon.log_text())
 
     daemon.process.send_signal(signal.SIGUSR1)
-    wait_for(lambda: "Current thread" in daemon.log_text(), 10, "the stack dump")
+    os.kill(publisher, signal.SIGUSR1)
+    wait_for(lambda: daemon.log_text().count("Current thread") >= 2, 10, "both stack dumps")
     dump = daemon.log_text()
     assert "in run_forever" in dump, "the stage workers' stacks are in it"
     assert "deepva_watch/daemon.py" in dump, "and the main loop's"
+    assert "in serve" in dump, "and the publishing process's"
     shutil.copy(FIXTURES / "sample.jpg", watch / "after-dump.jpg")
-    wait_for(lambda: [r for r in ledger_rows(tmp_path / "ledger.sqlite3") if r["state"] == "published"], 60,
+    wait_for(lambda: len([r for r in ledger_rows(ledger) if r["state"] == "published"]) == 2, 60,
              "a file dropped after the dump to be published")
+    assert _publishers(daemon.log_text()) == [publisher], "by the same publishing process"
     assert daemon.stop() == 0
 
 
