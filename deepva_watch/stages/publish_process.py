@@ -215,13 +215,13 @@ def serve(conn: Connection, api: ApiConfig, threads: int, log_level: str) -> Non
 
     # A stop (systemd signals the whole control group; Ctrl-C the whole process group) is the daemon's to handle: it
     # lets the steps in flight here finish, then closes the pipe, which ends this process.
-    # So is a reload (SIGHUP), should it reach every process of the service rather than the daemon alone.
-    for stop in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(stop, signal.SIG_IGN)
-    # As in the daemon: a crash in a C library leaves its stacks in the log, and `systemctl kill -s USR1` (which
-    # signals every process of the service) dumps this process's threads too instead of ending it.
+    # So is a reload (SIGHUP) and the daemon's stack dump (SIGUSR1), should they reach every process of the service:
+    # two dumps written at once into one journal stream would interleave line by line.
+    for theirs in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(theirs, signal.SIG_IGN)
+    # As in the daemon, a crash in a C library leaves the stacks in the log; SIGUSR2 dumps them on demand.
     faulthandler.enable(all_threads=True)
-    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    faulthandler.register(signal.SIGUSR2, all_threads=True, chain=False)
     logging_setup.configure(log_level)
     calls = threading.local()
 
