@@ -232,10 +232,24 @@ log_level: info
             self.daemon.send_signal(signal.SIGUSR1)
             time.sleep(1.0)  # the dump is written by the daemon's C signal handler, at once; this is for the file
             state = "the daemon is running; its thread stacks end the log"
+            publisher = self._publisher_pid()
+            if publisher is not None:  # its own dump after the daemon's, so that the two do not interleave
+                try:
+                    os.kill(publisher, signal.SIGUSR2)
+                    time.sleep(1.0)
+                    state += ", after them its publishing process's"
+                except OSError:
+                    state += f"; its publishing process {publisher} is gone"
         else:
             state = f"the daemon exited with code {code}"
         tail = self.log.read_text(errors="replace")[-12000:] if self.log.exists() else "(no log)"
         return f"{state}:\n{tail}"
+
+    def _publisher_pid(self) -> int | None:
+        """The daemon's current publishing process, from the last ``publisher_started`` line of its log."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        started = [json.loads(line) for line in text.splitlines() if '"event": "publisher_started"' in line]
+        return int(started[-1]["pid"]) if started else None
 
     def signal_daemon(self, sig: int) -> None:
         assert self.daemon is not None and self.daemon.poll() is None

@@ -28,7 +28,7 @@ from deepva_watch.media import MediaFacts, MediaKind
 MEDIAINFO_PARSE_SPEED = 0.0
 
 #: libmediainfo is not safe to call from two threads at once: concurrent parses crash the process (SIGSEGV) or hang it
-#: within seconds (three publish workers on a burst of finished video jobs did). A parse of headers takes about 3 ms,
+#: within seconds (as three publish workers on a burst of finished video jobs can). A parse of headers takes about 3 ms,
 #: so taking turns costs next to nothing.
 _MEDIAINFO_TURN = threading.Lock()
 

@@ -132,8 +132,8 @@ print(f"wrong: {wrong}" if wrong else "ok")
 
 
 def test_many_threads_may_probe_at_once(tmp_path: Path) -> None:
-    """libmediainfo crashes (SIGSEGV) or hangs when two threads parse at once; three publish workers finishing a burst
-    of video jobs together did that to the daemon. Run in a child process, so a crash fails this test, not the run."""
+    """libmediainfo crashes (SIGSEGV) or hangs when two threads parse at once, as three publish workers finishing a
+    burst of video jobs together can. Run in a child process, so a crash fails this test, not the run."""
     script = tmp_path / "probe_concurrently.py"
     script.write_text(CONCURRENT_PROBES)
     done = subprocess.run([sys.executable, str(script), str(FIXTURES), "150"], capture_output=True, text=True,
