@@ -77,6 +77,12 @@ class Daemon:
         self.metrics_server: MetricsServer | None = None
         self.receiver: WebhookReceiver | None = None
         self.client.on_response = self._heard_from_api
+        # sidecars are written by a child process with its own interpreter lock (see stages/publish_process.py); it
+        # starts with the first file to publish
+        self.publisher = self.services.publisher = PublisherProcess(
+            self.config.api, lambda: self.client.api_key, threads=PUBLISH_WORKERS,
+            log_level=self.log_level or self.config.log_level, on_call=self._heard_from_api,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -89,11 +95,6 @@ class Daemon:
                 runner = StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
                 self.runners.append(runner)
                 self.threads.append(run_in_thread(f"{stage.name}-{index}", runner.run_forever))
-        # sidecars are written by a child process with its own interpreter lock (see stages/publish_process.py)
-        self.services.publisher = PublisherProcess(
-            self.config.api, lambda: self.client.api_key, threads=PUBLISH_WORKERS,
-            log_level=self.log_level or self.config.log_level, on_call=self._heard_from_api,
-        )
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
@@ -148,8 +149,7 @@ class Daemon:
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         still_running = [thread.name for thread in self.threads if thread.is_alive()]
-        if self.services.publisher is not None:
-            self.services.publisher.close()
+        self.publisher.close()
         for server in (self.receiver, self.metrics_server):
             if server is not None:
                 server.stop()
@@ -218,8 +218,7 @@ class Daemon:
         old = self.config
         logging_setup.register_secret(key.reveal())
         self.client.set_api_key(key.reveal())
-        if self.services.publisher is not None:
-            self.services.publisher.use_api(new.api)
+        self.publisher.use_api(new.api)
         self.config = self.services.config = new
         self.ledger.set_folder_priorities({folder_key(folder): folder.priority for folder in new.folders})
         wanted = {folder_key(folder): folder for folder in new.folders}

@@ -10,6 +10,8 @@ import shutil
 import signal
 import threading
 from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,20 +54,23 @@ def _sidecar_job(media: Path, job_id: str, **changes) -> SidecarJob:
     return SidecarJob(**values)
 
 
-def _publisher(emulator, key=lambda: API_KEY, calls=None) -> PublisherProcess:
+@contextmanager
+def _publisher(emulator, key=lambda: API_KEY, calls=None) -> Iterator[PublisherProcess]:
+    """A publishing process for one test, closed (its child ended) however the test ends."""
     api = ApiConfig(url=emulator.base_url, retries=1, read_timeout_seconds=10)
-    return PublisherProcess(api, key, threads=2, log_level="warning",
-                            on_call=None if calls is None else lambda *call: calls.append(call))
+    publisher = PublisherProcess(api, key, threads=2, log_level="warning",
+                                 on_call=None if calls is None else lambda *call: calls.append(call))
+    try:
+        yield publisher
+    finally:
+        publisher.close()
 
 
 def test_the_process_writes_what_the_daemon_would_write_itself(finished_job, tmp_path):
     emulator, media, job_id = finished_job
     calls: list[tuple] = []
-    publisher = _publisher(emulator, calls=calls)
-    try:
+    with _publisher(emulator, calls=calls) as publisher:
         written = publisher.write(_sidecar_job(media, job_id))
-    finally:
-        publisher.close()
     from_process = {path.name: path.read_bytes() for path in (written.xmp, written.json)}
 
     for path in (written.xmp, written.json):
@@ -81,8 +86,7 @@ def test_the_process_writes_what_the_daemon_would_write_itself(finished_job, tmp
 
 def test_an_error_in_the_process_arrives_as_itself(finished_job):
     emulator, media, job_id = finished_job
-    publisher = _publisher(emulator)
-    try:
+    with _publisher(emulator) as publisher:
         with pytest.raises(NotFound) as raised:
             publisher.write(_sidecar_job(media, "no-such-job"))
         assert raised.value.status == 404 and raised.value.method == "GET"
@@ -90,16 +94,13 @@ def test_an_error_in_the_process_arrives_as_itself(finished_job):
         with pytest.raises(OSError) as raised_os:
             publisher.write(_sidecar_job(media, job_id, settings=SidecarSettings(output_dir=media)))
         assert raised_os.value.errno in (errno.ENOTDIR, errno.EEXIST) and raised_os.value.filename
-    finally:
-        publisher.close()
 
 
 def test_the_process_uses_the_key_the_daemon_uses_now(finished_job):
     emulator, media, job_id = finished_job
     key = [API_KEY]
     calls: list[tuple] = []
-    publisher = _publisher(emulator, key=lambda: key[0], calls=calls)
-    try:
+    with _publisher(emulator, key=lambda: key[0], calls=calls) as publisher:
         publisher.write(_sidecar_job(media, job_id))
         emulator.rotate_key("rotated-key-0123456789")
         with pytest.raises(NotAuthenticated):
@@ -107,14 +108,11 @@ def test_the_process_uses_the_key_the_daemon_uses_now(finished_job):
         assert calls[-1][2] == 401, "the daemon hears the 401 and pauses API work"
         key[0] = "rotated-key-0123456789"
         assert publisher.write(_sidecar_job(media, job_id)).json is not None
-    finally:
-        publisher.close()
 
 
 def test_a_killed_process_fails_its_step_as_gone_and_the_next_step_starts_a_new_one(finished_job):
     emulator, media, job_id = finished_job
-    publisher = _publisher(emulator)
-    try:
+    with _publisher(emulator) as publisher:
         publisher.write(_sidecar_job(media, job_id))
         first = publisher.pid
         assert first is not None
@@ -122,16 +120,13 @@ def test_a_killed_process_fails_its_step_as_gone_and_the_next_step_starts_a_new_
         wait_for(lambda: publisher.pid is None, 10, "the daemon to notice the process ended")
         written = publisher.write(_sidecar_job(media, job_id))
         assert written.xmp is not None and publisher.pid not in (None, first)
-    finally:
-        publisher.close()
 
 
 def test_a_step_in_flight_when_the_process_dies_ends_as_gone(finished_job):
     emulator, media, job_id = finished_job
     emulator.set_faults(latency={"GET /api/v1/jobs/{id}/detailed-results/": 5})  # killed inside that request
-    publisher = _publisher(emulator)
-    try:
-        outcome: list[BaseException] = []
+    outcome: list[BaseException] = []
+    with _publisher(emulator) as publisher:
 
         def step() -> None:
             try:
@@ -146,17 +141,14 @@ def test_a_step_in_flight_when_the_process_dies_ends_as_gone(finished_job):
                  "the child's request to be held by the emulator")
         os.kill(publisher.pid, signal.SIGKILL)
         thread.join(10)
-        assert not thread.is_alive(), "the waiting step must not hang"
-        assert len(outcome) == 1 and isinstance(outcome[0], PublisherGone)
-    finally:
-        emulator.clear_faults()
-        publisher.close()
+    emulator.clear_faults()
+    assert not thread.is_alive(), "the waiting step must not hang"
+    assert len(outcome) == 1 and isinstance(outcome[0], PublisherGone)
 
 
 def test_new_api_settings_start_a_new_process_and_the_old_one_ends_cleanly(finished_job):
     emulator, media, job_id = finished_job
-    publisher = _publisher(emulator)
-    try:
+    with _publisher(emulator) as publisher:
         publisher.write(_sidecar_job(media, job_id))
         old_child = publisher._child
         publisher.use_api(ApiConfig(url=emulator.base_url, retries=1, read_timeout_seconds=30))
@@ -164,5 +156,3 @@ def test_new_api_settings_start_a_new_process_and_the_old_one_ends_cleanly(finis
         assert publisher._child is not old_child
         old_child.process.join(10)
         assert old_child.process.exitcode == 0
-    finally:
-        publisher.close()

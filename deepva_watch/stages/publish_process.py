@@ -85,7 +85,6 @@ class _Child:
                                        name="deepva-watch-publish", daemon=True)
         self.process.start()
         theirs.close()
-        self.api = api
         self.waiting: dict[int, Future[_Reply]] = {}
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
@@ -255,10 +254,10 @@ def serve(conn: Connection, api: ApiConfig, threads: int, log_level: str) -> Non
         except (OSError, ValueError):
             return  # the daemon is gone
         except Exception as error:  # an error that cannot be pickled must still end the daemon's wait
-            reply.error = RuntimeError(f"{type(reply.error).__name__}: {reply.error}"[:500] if reply.error else repr(error))
-            reply.written = None
+            unpicklable = reply.error if reply.error is not None else error
             with send_lock:
-                conn.send((number, reply))
+                conn.send((number, _Reply(error=RuntimeError(f"{type(unpicklable).__name__}: {unpicklable}"[:500]),
+                                          calls=reply.calls)))
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="publish") as pool:
         while True:
