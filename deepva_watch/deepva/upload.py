@@ -142,10 +142,21 @@ class MultipartFileBody:
     def __iter__(self) -> Iterator[bytes]:
         self._check_size("before sending")
         self._handle.seek(0)
-        yield self._pace(self._preamble)
-        sent = 0
         if self._on_progress:
             self._on_progress(0)
+        if self._size <= self._chunk_size:  # a small file goes out in one piece: one write instead of three
+            data = b""
+            while len(data) <= self._size and (more := self._handle.read(self._size + 1 - len(data))):
+                data += more
+            if len(data) != self._size:
+                raise self._changed(f"file {'grew' if len(data) > self._size else 'became shorter'} while sending")
+            self._check_size("after sending")
+            yield self._pace(self._preamble + data + self._epilogue)
+            if self._on_progress:
+                self._on_progress(self._size)
+            return
+        yield self._pace(self._preamble)
+        sent = 0
         while sent < self._size:
             chunk = self._handle.read(min(self._chunk_size, self._size - sent))
             if not chunk:

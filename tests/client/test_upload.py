@@ -145,6 +145,18 @@ def test_file_shrinking_during_upload_raises_source_changed(server, make_client,
     assert sleep.delays == []
 
 
+def test_small_file_shrinking_before_it_is_read_raises_source_changed(server, make_client, sleep, tmp_path):
+    """Small files go out in one piece (read whole, then checked); a change is still caught."""
+    path = tmp_path / "small.png"
+    path.write_bytes(b"a" * 1000)
+    server.script("POST", "/storage/", Reply(201, storage_json()))
+
+    with pytest.raises(SourceChanged, match="shorter"):
+        make_client().upload(path, on_progress=lambda sent: os.truncate(path, 500))
+
+    assert sleep.delays == []
+
+
 def test_throttle_keeps_the_average_rate_with_an_injected_clock():
     now = [0.0]
 
