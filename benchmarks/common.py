@@ -152,14 +152,14 @@ def count_states(ledger: Path) -> dict[str, int]:
         conn.close()
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2):
+def wait_until(predicate, timeout: float, interval: float = 0.25):
+    """Poll until ``predicate`` is truthy or the time is up (it is asked once more at the deadline); its last value."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = predicate()
-        if value:
+        if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
-    return None
 
 
 def report(title: str, rows: list[tuple[str, str]]) -> None:

@@ -35,13 +35,13 @@ import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from common import FIXTURES, ROOT, Process, emulator_stats, report, start_emulator  # noqa: E402
+from common import FIXTURES, ROOT, Process, emulator_stats, report, start_emulator, wait_until  # noqa: E402
 
 VALID_FIXTURES = (
     "sample.jpg", "portrait.jpg", "sample.png", "sample.mp4", "ntsc.mp4", "pal50.mp4", "sample.mov", "sample.mpg",
@@ -466,15 +466,6 @@ def _sidecar_problem(path: str | None, *, xml: bool) -> str | None:
     except (ElementTree.ParseError, ValueError) as error:
         return f"{path}: {error}"
     return None
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 # -- chaos --------------------------------------------------------------------------------------------------------------
