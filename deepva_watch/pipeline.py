@@ -19,7 +19,7 @@ import structlog
 
 from deepva_watch import ledger as states
 from deepva_watch.config import Config, FolderConfig
-from deepva_watch.ledger import Asset, Ledger, Quota, TransitionLost
+from deepva_watch.ledger import Asset, Ledger, Move, Quota, TransitionLost
 from deepva_watch.log import scrub
 
 log = structlog.get_logger("deepva_watch.pipeline")
@@ -29,6 +29,8 @@ log = structlog.get_logger("deepva_watch.pipeline")
 MAX_ATTEMPTS = 10
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0
+#: The longest a stage holds what its steps decided before committing it (see ``StageRunner.run_once``).
+COMMIT_EVERY_SECONDS = 1.0
 
 
 class Clock(Protocol):
@@ -244,6 +246,15 @@ def folder_by_key(config: Config) -> dict[str, FolderConfig]:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """What a step decided for a row, not yet committed."""
+
+    asset: Asset
+    outcome: Outcome
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
 class Stage:
     """One step of the flow.
 
@@ -260,7 +271,10 @@ class Stage:
     batch: int = 32
     claims: int = 1
     """Rows a worker of a ``working`` stage claims at once: more saves ledger writes on small steps; one keeps a long
-    step (an upload) from holding rows another worker could start on."""
+    step from holding rows another worker could start on."""
+    claim_bytes: int | None = None
+    """Claim further rows only while the files already claimed hold less than this (uploads: many small images at
+    once, but a long video alone)."""
     home: Callable[[Asset], str] | None = None
     capacity: Callable[[Services], int] | None = None
     """How many more rows the stage may take now (a window, a request budget); None: no limit."""
@@ -363,7 +377,9 @@ class StageRunner:
         if self.at_capacity:
             return 0
         if self.stage.working:
-            assets = ledger.claim(self.stage.takes, self.stage.working, now, min(room, self.stage.claims), quota)
+            share = max(1, room // max(1, self.stage.workers(self.services.config)))  # leave room for the other workers
+            assets = ledger.claim(self.stage.takes, self.stage.working, now, min(share, self.stage.claims), quota,
+                                  self.stage.claim_bytes)
         else:
             assets = ledger.due(self.stage.takes, now, min(room, self.stage.batch))
         if assets and self.stage.prefetch:
@@ -371,6 +387,12 @@ class StageRunner:
                 self.stage.prefetch(self.services, assets)
             except Exception as error:  # a prefetch only saves requests; the steps still work without it
                 log.warning("prefetch_failed", stage=self.stage.name, error=repr(error)[:300])
+        # What the steps decide is committed together, at the end of the batch or once a second: under a backlog each
+        # turn at the ledger's write lock is a wait behind the other stages. A crash before the commit repeats those
+        # steps, which every stage allows: a look or a poll is simply taken again, a row left in a working state is
+        # recovered (an upload's leftovers are removed first, a job is found by its tag), sidecars are rewritten the same.
+        decided: list[Decision] = []
+        since = time.monotonic()
         for asset in assets:
             # Stopping, or the key was refused while this batch ran: the rest must not each meet the same 401.
             if self.stop.is_set() or (self.stage.uses_api and not self.services.api_gate.is_open):
@@ -378,12 +400,20 @@ class StageRunner:
                     ledger.transition(asset, asset.state, self.stage.home_of(asset), now)  # hand it back untouched
                 continue
             self.heartbeat = time.monotonic()
-            self.process(asset)
+            decided.append(self.decide(asset))
+            if self.heartbeat - since >= COMMIT_EVERY_SECONDS:
+                self.commit_all(decided)
+                decided, since = [], time.monotonic()
+        self.commit_all(decided)
         return len(assets)
 
     def process(self, asset: Asset) -> Asset | None:
+        """Step one row and commit what it decided."""
+        return self.commit(self.decide(asset))
+
+    def decide(self, asset: Asset) -> Decision:
         if asset.folder not in self.services.folders():  # removed by a reload: park it, lose nothing
-            return self.commit(asset, Wait(self.services.clock.now() + 3600), 0.0)
+            return Decision(asset, Wait(self.services.clock.now() + 3600), 0.0)
         bound = structlog.contextvars.bound_contextvars(
             asset_id=asset.asset_id, folder=asset.folder, path=asset.relpath, job_id=asset.job_id
         )
@@ -394,10 +424,29 @@ class StageRunner:
             except Exception as error:  # a bug must not lose the file: it is retried and, in the end, parked
                 log.error("step_crashed", stage=self.stage.name, error=repr(error)[:500], trace=traceback.format_exc(limit=8))
                 outcome = Retry(f"internal error in {self.stage.name}: {error!r}"[:500])
-            return self.commit(asset, outcome, (time.monotonic() - started) * 1000)
+            return Decision(asset, outcome, (time.monotonic() - started) * 1000)
 
-    def commit(self, asset: Asset, outcome: Outcome, elapsed_ms: float) -> Asset | None:
-        ledger, now = self.services.ledger, self.services.clock.now()
+    def commit(self, decision: Decision) -> Asset | None:
+        move = self.move_for(decision.asset, decision.outcome)
+        try:
+            updated = self.services.ledger.transition(move.asset, move.expected, move.to, self.services.clock.now(),
+                                                      **move.changes)
+        except TransitionLost:
+            updated = None
+        return self.landed(decision, updated)
+
+    def commit_all(self, decided: list[Decision]) -> None:
+        if len(decided) <= 1:  # one statement, no BEGIN/COMMIT around it
+            for decision in decided:
+                self.commit(decision)
+            return
+        moves = [self.move_for(decision.asset, decision.outcome) for decision in decided]
+        for decision, updated in zip(decided, self.services.ledger.transition_many(moves, self.services.clock.now())):
+            self.landed(decision, updated)
+
+    def move_for(self, asset: Asset, outcome: Outcome) -> Move:
+        """Where the row goes and what is recorded, by the shared retry policy."""
+        now = self.services.clock.now()
         home = self.stage.home_of(asset)
         changes: dict[str, Any] = dict(outcome.changes)
         if isinstance(outcome, Advance):
@@ -426,13 +475,17 @@ class StageRunner:
         for column in ("last_error", "job_errors"):  # server text may echo a secret: never store it
             if isinstance(changes.get(column), str):
                 changes[column] = scrub(changes[column])
-        try:
-            updated = ledger.transition(asset, asset.state, target, now, **changes)
-        except TransitionLost:
+        return Move(asset, asset.state, target, changes)
+
+    def landed(self, decision: Decision, updated: Asset | None) -> Asset | None:
+        """Log the transition and wake the stages that take its rows; ``updated`` is None if the row had moved on."""
+        asset, outcome = decision.asset, decision.outcome
+        if updated is None:
             log.info("transition_lost", stage=self.stage.name, state=asset.state)
             return None
+        target, home = updated.state, self.stage.home_of(asset)
         if target != asset.state and not isinstance(outcome, Wait):
-            fields: dict[str, Any] = {"from": asset.state, "to": target, "ms": round(elapsed_ms, 1), "attempt": updated.attempts}
+            fields: dict[str, Any] = {"from": asset.state, "to": target, "ms": round(decision.elapsed_ms, 1), "attempt": updated.attempts}
             if updated.job_id:
                 fields["job_id"] = updated.job_id
             if updated.last_error and target in (states.FAILED, states.REJECTED, home):

@@ -340,10 +340,8 @@ def test_higher_priority_folder_goes_first_then_oldest(tmp_path):
     reconcile(services.ledger, config.folders[1], clock.now())
     clock.advance(1)
     _run(runners, "settle", "sniff")
-    order = []
-    for _ in range(3):
-        _run(runners, "upload")
-        order.append(client.storage[str(len(client.storage))].name.split("_", 1)[1])
+    _run(runners, "upload")
+    order = [client.storage[str(number)].name.split("_", 1)[1] for number in (1, 2, 3)]
     assert order == ["late.png", "a.png", "b.png"]
 
 

@@ -15,13 +15,16 @@ from deepva_watch.stages.submit import create_job, submit_quota, upload, upload_
 from deepva_watch.stages import track as tracking
 
 PUBLISH_WORKERS = 3
+#: An upload worker takes several small files at a time (one claim and one commit for all of them), but a file of
+#: this size or more alone, so that the other workers can start on the rest.
+UPLOAD_CLAIM_BYTES = 1024 * 1024
 
 STAGES: tuple[Stage, ...] = (
     Stage("settle", takes=(states.SETTLING,), step=settle, batch=256),
     Stage("sniff", takes=(states.SETTLED,), step=sniff_asset),
     Stage("upload", takes=(states.ACCEPTED,), step=upload, working=states.UPLOADING,
-          workers=lambda config: config.max_uploads, capacity=upload_capacity, wakes_on=(states.SUBMITTED,),
-          uses_api=True),
+          workers=lambda config: config.max_uploads, claims=8, claim_bytes=UPLOAD_CLAIM_BYTES, capacity=upload_capacity,
+          wakes_on=(states.SUBMITTED,), uses_api=True),
     # one creator that claims several rows at once: more threads here cost more in hand-overs of the interpreter
     # lock than they gain by overlapping round trips (measured with benchmarks/backlog.py)
     Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING, claims=8,

@@ -22,7 +22,7 @@ from deepva_watch.config import load_config
 from deepva_watch.deepva import DeepVAClient, DeepVAError, RetryPolicy
 from deepva_watch.fsutil import temp_name_for
 from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import Retry, Services, Stage, StageRunner, SystemClock
+from deepva_watch.pipeline import Decision, Retry, Services, Stage, StageRunner, SystemClock
 from tests.conftest import API_KEY, FIXTURES, free_port, ledger_rows, wait_for, write_config
 
 
@@ -116,7 +116,7 @@ def test_retries_during_an_outage_thin_out(tmp_path):
     delays = []
     for _ in range(8):
         (asset,) = ledger.due(("settling",), clock.now(), 1)
-        updated = runner.commit(asset, down.step(services, asset), 0.0)
+        updated = runner.commit(Decision(asset, down.step(services, asset), 0.0))
         assert updated is not None
         delays.append(updated.next_attempt_at - clock.now())
         clock.value = updated.next_attempt_at
