@@ -392,7 +392,7 @@ class StageRunner:
         # steps, which every stage allows: a look or a poll is simply taken again, a row left in a working state is
         # recovered (an upload's leftovers are removed first, a job is found by its tag), sidecars are rewritten the same.
         decided: list[Decision] = []
-        since = time.monotonic()
+        since = now
         for asset in assets:
             # Stopping, or the key was refused while this batch ran: the rest must not each meet the same 401.
             if self.stop.is_set() or (self.stage.uses_api and not self.services.api_gate.is_open):
@@ -401,9 +401,9 @@ class StageRunner:
                 continue
             self.heartbeat = time.monotonic()
             decided.append(self.decide(asset))
-            if self.heartbeat - since >= COMMIT_EVERY_SECONDS:
+            if self.services.clock.now() - since >= COMMIT_EVERY_SECONDS:
                 self.commit_all(decided)
-                decided, since = [], time.monotonic()
+                decided, since = [], self.services.clock.now()
         self.commit_all(decided)
         return len(assets)
 

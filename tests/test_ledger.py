@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from deepva_watch import ledger as states
-from deepva_watch.ledger import Ledger, Quota, TransitionLost
+from deepva_watch.ledger import Ledger, Move, Quota, TransitionLost
 
 
 @pytest.fixture
@@ -155,3 +155,29 @@ def test_ledger_survives_reopen_and_passes_integrity_check(tmp_path):
     assert reopened.integrity_ok()
     readonly = Ledger(path, readonly=True)
     assert readonly.count_by_state() == {states.SETTLING: 1}
+
+
+def test_a_batch_of_transitions_lands_together_and_a_row_that_moved_on_is_lost_alone(ledger):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        ledger.observe("/w", name, 1, 1, now=1.0)
+    a, b, c = (ledger.versions("/w", name)[0] for name in ("a.jpg", "b.jpg", "c.jpg"))
+    ledger.transition(b, states.SETTLING, states.GONE, now=2.0)  # b moved on meanwhile
+    moves = [Move(row, states.SETTLING, states.SETTLED, {"attempts": 0}) for row in (a, b, c)]
+    landed = ledger.transition_many(moves, now=3.0)
+    assert [row.state if row else None for row in landed] == [states.SETTLED, None, states.SETTLED]
+    assert [ledger.versions("/w", name)[0].state for name in ("a.jpg", "b.jpg", "c.jpg")] == [
+        states.SETTLED, states.GONE, states.SETTLED]
+    with pytest.raises(ValueError):
+        ledger.transition_many([Move(a, states.SETTLED, states.ACCEPTED, {"asset_id": "x"})], now=4.0)
+    assert ledger.versions("/w", "a.jpg")[0].state == states.SETTLED, "a refused batch changes nothing"
+
+
+def test_a_claim_by_bytes_takes_small_files_together_and_a_large_one_alone(ledger):
+    for name, size in (("a.jpg", 400_000), ("b.jpg", 400_000), ("c.jpg", 400_000), ("d.mxf", 5_000_000), ("e.jpg", 100)):
+        ledger.observe("/w", name, size, 1, now=1.0)
+        ledger.transition(ledger.versions("/w", name)[0], states.SETTLING, states.ACCEPTED, now=1.0)
+    claim = lambda: [row.relpath for row in ledger.claim([states.ACCEPTED], states.UPLOADING, 2.0, 8, max_bytes=1_000_000)]  # noqa: E731
+    assert claim() == ["a.jpg", "b.jpg", "c.jpg"], "taken while the files before hold less than the budget"
+    assert claim() == ["d.mxf"]
+    assert claim() == ["e.jpg"]
+    assert claim() == []

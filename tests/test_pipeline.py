@@ -460,3 +460,63 @@ def test_a_resting_worker_is_woken_only_for_rows_due_before_it_looks_again(tmp_p
 
     Daemon._wake_stage_for(daemon, states.COMPLETED, clock.now() + 60.0)  # a job ended: a slot is free now
     assert submit.wakeup.is_set()
+
+
+def _spy_on_commits(services: Services) -> list[int]:
+    """The size of every commit the runners make: 1 for a single transition, n for a batch of n."""
+    sizes: list[int] = []
+    ledger = services.ledger
+    single, many = ledger.transition, ledger.transition_many
+
+    def transition(*args, **kwargs):
+        sizes.append(1)
+        return single(*args, **kwargs)
+
+    def transition_many(moves, now):
+        sizes.append(len(moves))
+        return many(moves, now)
+
+    ledger.transition, ledger.transition_many = transition, transition_many  # type: ignore[method-assign]
+    return sizes
+
+
+def test_a_batch_is_committed_together(tmp_path):
+    watch, config, services, clock, client, runners = one_folder(tmp_path, {})
+    for name in ("a.png", "b.png", "c.png"):
+        shutil.copy(FIXTURES / "sample.png", watch / name)
+    reconcile(services.ledger, config.folders[0], clock.now())
+    clock.advance(10)
+    commits = _spy_on_commits(services)
+    _run(runners, "settle")
+    assert commits == [3]
+    assert services.ledger.count_by_state() == {states.SETTLED: 3}
+
+
+def test_a_slow_batch_is_committed_at_least_once_a_second(tmp_path):
+    """Steps that take long (uploads here, 0.6 s each) do not hold their outcomes back until the batch ends."""
+    watch, config, services, clock, client, runners = one_folder(tmp_path, {})
+    _accept(services, clock, watch, runners, ["a.png", "b.png", "c.png"])
+    upload = client.upload
+
+    def slow_upload(*args, **kwargs):
+        clock.advance(0.6)
+        return upload(*args, **kwargs)
+
+    client.upload = slow_upload  # type: ignore[method-assign]
+    commits = _spy_on_commits(services)
+    _run(runners, "upload")
+    assert commits == [2, 1], "the first two outcomes land once a second has passed, the third at the end"
+    assert services.ledger.count_by_state() == {states.UPLOADED: 3}
+
+
+def test_a_worker_claims_no_more_than_its_share_of_the_window(tmp_path):
+    """Two upload workers and a window of three: one claim takes one file, so that the other worker gets work too."""
+    watch, config, services, clock, client, runners = one_folder(tmp_path, {"max_uploads": 2, "max_active_jobs": 3})
+    _accept(services, clock, watch, runners, ["a.png", "b.png", "c.png"])
+    _run(runners, "upload")
+    assert client.calls.count("upload") == 1
+    (tmp_path / "wide").mkdir()
+    watch2, config2, services2, clock2, client2, runners2 = one_folder(tmp_path / "wide", {"max_uploads": 2})
+    _accept(services2, clock2, watch2, runners2, ["a.png", "b.png", "c.png"])
+    _run(runners2, "upload")
+    assert client2.calls.count("upload") == 3, "with a window of 20, one claim takes all three small files"
