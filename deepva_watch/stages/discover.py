@@ -178,13 +178,11 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
                 result.root_error = error.strerror or repr(error)
             continue
         result.folders += 1
+        at_top = prefix == top
         with iterator:
-            if prefix == top:
-                entries = list(iterator)
-                result.root_entries = len(entries)
-            else:
-                entries = iterator
-            for entry in entries:
+            for entry in iterator:  # one entry at a time: a share's top folder may hold hundreds of thousands
+                if at_top:
+                    result.root_entries += 1
                 name = entry.name
                 if name[0] == ".":
                     continue
