@@ -61,16 +61,15 @@ def drain(ledger: Path, files: int, timeout: float) -> tuple[bool, float, float 
     second between the 10th and the 90th percent published; None for runs too short to tell)."""
     started = time.monotonic()
     marks: dict[float, float] = {}
-    while time.monotonic() - started < timeout:
+    published = 0
+    while published < files and time.monotonic() - started < timeout:
+        time.sleep(0.1)
         published = count_states(ledger).get("published", 0)
         for share in (0.1, 0.9):
-            if published >= share * files and share not in marks:
-                marks[share] = time.monotonic()
-        if published >= files:
-            break
-        time.sleep(0.1)
-    done = len(marks) == 2 and count_states(ledger).get("published", 0) >= files
-    steady = 0.8 * files / (marks[0.9] - marks[0.1]) if done and marks[0.9] > marks[0.1] else None
+            if published >= share * files:
+                marks.setdefault(share, time.monotonic())
+    done = published >= files
+    steady = 0.8 * files / (marks[0.9] - marks[0.1]) if len(marks) == 2 and marks[0.9] > marks[0.1] else None
     return done, time.monotonic() - started, steady
 
 

@@ -407,10 +407,6 @@ class StageRunner:
         self.commit_all(decided)
         return len(assets)
 
-    def process(self, asset: Asset) -> Asset | None:
-        """Step one row and commit what it decided."""
-        return self.commit(self.decide(asset))
-
     def decide(self, asset: Asset) -> Decision:
         if asset.folder not in self.services.folders():  # removed by a reload: park it, lose nothing
             return Decision(asset, Wait(self.services.clock.now() + 3600), 0.0)

@@ -142,33 +142,29 @@ class MultipartFileBody:
     def __iter__(self) -> Iterator[bytes]:
         self._check_size("before sending")
         self._handle.seek(0)
-        if self._on_progress:
-            self._on_progress(0)
         if self._size <= self._chunk_size:  # a small file goes out in one piece: one write instead of three
-            data = b""
-            while len(data) <= self._size and (more := self._handle.read(self._size + 1 - len(data))):
-                data += more
-            if len(data) != self._size:
-                raise self._changed(f"file {'grew' if len(data) > self._size else 'became shorter'} while sending")
-            self._check_size("after sending")
-            yield self._pace(self._preamble + data + self._epilogue)
-            if self._on_progress:
-                self._on_progress(self._size)
+            yield self._pace(self._preamble + b"".join(self._file_chunks()) + self._epilogue)
             return
         yield self._pace(self._preamble)
+        yield from (self._pace(chunk) for chunk in self._file_chunks())
+        yield self._pace(self._epilogue)
+
+    def _file_chunks(self) -> Iterator[bytes]:
+        """The file in chunks, reporting progress as each is taken, and refusing a file that changed meanwhile."""
         sent = 0
+        if self._on_progress:
+            self._on_progress(0)
         while sent < self._size:
             chunk = self._handle.read(min(self._chunk_size, self._size - sent))
             if not chunk:
                 raise self._changed("file became shorter while sending")
-            yield self._pace(chunk)
+            yield chunk
             sent += len(chunk)
             if self._on_progress:
                 self._on_progress(sent)
         if self._handle.read(1):
             raise self._changed("file grew while sending")
         self._check_size("after sending")
-        yield self._pace(self._epilogue)
 
     def _pace(self, chunk: bytes) -> bytes:
         if self._throttle:

@@ -18,7 +18,7 @@ from deepva_scripted_server import Received, Reply, storage_json
 
 import deepva_watch
 from deepva_watch.deepva import TransportError, SourceChanged, StorageObject, UploadRejected
-from deepva_watch.deepva.upload import Throttle
+from deepva_watch.deepva.upload import MultipartFileBody, Throttle
 
 
 def _parts(request: Received) -> dict[str, tuple[str | None, str | None, bytes]]:
@@ -143,6 +143,21 @@ def test_file_shrinking_during_upload_raises_source_changed(server, make_client,
         make_client().upload(path, on_progress=truncate)
 
     assert sleep.delays == []
+
+
+def test_a_small_file_goes_out_in_one_piece_and_a_large_one_in_chunks(tmp_path):
+    small, large = tmp_path / "small.png", tmp_path / "large.mxf"
+    small.write_bytes(b"s" * 1000)
+    large.write_bytes(b"l" * 2500)
+    for path, pieces in ((small, 1), (large, 5)):  # large: preamble, three chunks of 1,000 bytes at most, epilogue
+        with path.open("rb") as handle:
+            seen: list[int] = []
+            body = MultipartFileBody(handle, fields={"folder": "/"}, file_field="file", filename=path.name,
+                                     chunk_size=1000, on_progress=seen.append)
+            sent = list(body)
+        assert len(sent) == pieces and sum(map(len, sent)) == len(body)
+        assert sent[0].startswith(b"--") and sent[-1].endswith(b"--\r\n") and path.read_bytes() in b"".join(sent)
+        assert seen[0] == 0 and seen[-1] == path.stat().st_size
 
 
 def test_small_file_shrinking_before_it_is_read_raises_source_changed(server, make_client, sleep, tmp_path):
