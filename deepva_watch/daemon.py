@@ -292,6 +292,8 @@ class Daemon:
     def _wake_stage_for(self, state: str, due_at: float | None = None) -> None:
         """Wake one idle worker of each stage that may now have work: one row needs one worker, and a busy worker
         looks for more by itself before it rests. Waking them all would only make the rest look and sleep again.
+        A worker already woken for an earlier row and not yet running is passed over, so that a batch of rows landing
+        together wakes as many workers as it has rows (the others would otherwise rest their whole second).
         A row not due before the worker would look again anyway wakes nobody."""
         woken: set[str] = set()
         for runner in self.runners:
@@ -299,6 +301,8 @@ class Daemon:
             if name in woken or not (state in runner.stage.takes or state in runner.stage.wakes_on):
                 continue
             if state not in runner.stage.wakes_on and not runner.wanted_by(due_at):
+                continue
+            if runner.idle and runner.stage.working is not None and runner.wakeup.is_set():
                 continue
             if runner.idle or runner.stage.working is None:
                 runner.wakeup.set()

@@ -67,10 +67,12 @@ class FakeClient:
         self._maybe_fail("delete_storage")
         self.storage.pop(storage_id, None)
 
-    def list_jobs(self, *, offset: int = 0, limit: int = 10, tag=None):
+    def list_jobs(self, *, offset: int = 0, limit: int = 10, tag=None, only=None):
         self._maybe_fail("list_jobs")
         jobs = list(self.jobs.values())[offset:offset + limit]
-        return JobPage(total=len(self.jobs), offset=offset, jobs=tuple(jobs), has_next=offset + limit < len(self.jobs))
+        read = tuple(job for job in jobs if only is None or job.id in only)
+        return JobPage(total=len(self.jobs), offset=offset, jobs=read, has_next=offset + limit < len(self.jobs),
+                       listed=len(jobs))
 
     def create_job(self, sources, modules, *, tag, webhook=None):
         self._maybe_fail("create_job")
@@ -460,6 +462,23 @@ def test_a_resting_worker_is_woken_only_for_rows_due_before_it_looks_again(tmp_p
 
     Daemon._wake_stage_for(daemon, states.COMPLETED, clock.now() + 60.0)  # a job ended: a slot is free now
     assert submit.wakeup.is_set()
+
+
+def test_rows_landing_together_wake_as_many_resting_workers(tmp_path):
+    """Three publishing workers at rest and two jobs finishing in one commit: two workers start, not one twice."""
+    *_, services, _, _, runners = one_folder(tmp_path, {})
+    stage = next(stage for stage in STAGES if stage.name == "publish")
+    workers = [StageRunner(stage, services, threading.Event(), lambda *_: None) for _ in range(3)]
+    for worker in workers:
+        worker.idle = True
+    daemon = SimpleNamespace(runners=workers)
+
+    for _ in range(2):
+        Daemon._wake_stage_for(daemon, states.COMPLETED)
+    assert [worker.wakeup.is_set() for worker in workers] == [True, True, False]
+    for _ in range(2):  # more rows than resting workers: the ones woken already will find them
+        Daemon._wake_stage_for(daemon, states.COMPLETED)
+    assert all(worker.wakeup.is_set() for worker in workers)
 
 
 def _spy_on_commits(services: Services) -> list[int]:

@@ -30,10 +30,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from deepva_watch.httpheaders import MalformedHeader, TooManyHeaders, read_headers
+
 from . import render
 from .bodies import BodyError, ChunkedBody, EmptyBody, LengthLimitedBody, Readable
 from .faults import FaultPlan, RequestFault, proxy_error_page
-from .headers import MalformedHeader, TooManyHeaders, read_headers
 from .multipart import MultipartError, MultipartReader, Part, boundary_from_content_type
 from .payloads import InvalidRequest, parse_job_request
 from .probe import SNIFF_BYTES, media_type_of

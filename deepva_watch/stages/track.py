@@ -53,10 +53,10 @@ def prefetch(services: Services, assets: list[Asset]) -> None:
     for _ in range(len(ours) // LIST_PAGE_SIZE + 2):
         if services.poll_budget is not None and services.poll_budget.take() > 0:
             return
-        page = services.client.list_jobs(offset=offset, limit=LIST_PAGE_SIZE)
+        page = services.client.list_jobs(offset=offset, limit=LIST_PAGE_SIZE, only=wanted)
         now = services.clock.now()
         for job in page.jobs:
-            if job.id not in wanted:
+            if job.id not in wanted:  # listed twice (the list moved on between pages)
                 continue
             wanted.discard(job.id)
             if job.id in due:
@@ -64,8 +64,8 @@ def prefetch(services: Services, assets: list[Asset]) -> None:
             elif job.is_terminal:  # answered already: it is stepped in the next round without another request
                 services.polled.put(job.id, job)
                 services.ledger.poll_now(job.id, now)
-        offset += len(page.jobs)
-        if not (wanted & due) or not page.has_next or not page.jobs:
+        offset += page.size
+        if not (wanted & due) or not page.has_next or not page.size:
             return
 
 

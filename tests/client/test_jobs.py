@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from deepva_scripted_server import Received, Reply, job_json, storage_json
 
-from deepva_watch.deepva import Job, JobPage, NotFound
+from deepva_watch.deepva import Job, JobPage, MalformedResponse, NotFound
 
 
 def _paged(items: list[Any], *, next_base: str = "https://api.deepva.com/v1") -> Any:
@@ -74,6 +74,19 @@ def test_list_jobs_passes_paging_and_tag(server, make_client):
     assert (page.total, page.offset, page.has_next) == (25, 10, True)
     assert [job.id for job in page.jobs] == [f"j{i}" for i in range(10, 20)]
     assert server.received[-1].query == {"offset": ["10"], "limit": ["10"], "tag": ["t"]}
+
+
+def test_a_page_can_be_read_for_a_few_jobs_only(server, make_client):
+    jobs = [job_json(f"j{i}") for i in range(10)]
+    jobs[3] = "not a job"  # a job we do not ask about is not read, so its oddities cannot stop us
+    server.respond("GET", "/jobs/", _paged(jobs))
+
+    page = make_client().list_jobs(offset=0, limit=10, only={"j5", "j8", "elsewhere"})
+
+    assert [job.id for job in page.jobs] == ["j5", "j8"]
+    assert (page.listed, page.size, page.total, page.has_next) == (10, 10, 10, False)
+    with pytest.raises(MalformedResponse):
+        make_client().list_jobs(offset=0, limit=10)
 
 
 def test_find_jobs_by_tag_reads_every_page_and_matches_exactly(server, make_client):

@@ -1,4 +1,4 @@
-"""The emulator reads request headers itself (see deepva_watch/emulator/headers.py): same answers as the standard
+"""The emulator reads request headers itself (see deepva_watch/httpheaders.py): same answers as the standard
 handler for what clients send, clear refusals for what they must not."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from deepva_watch.emulator import Emulator
-from deepva_watch.emulator.headers import MAX_HEADERS, MAX_LINE, MalformedHeader, TooManyHeaders, read_headers
+from deepva_watch.httpheaders import MAX_HEADERS, MAX_LINE, MalformedHeader, TooManyHeaders, read_headers
 
 from .conftest import API_KEY
 
