@@ -49,10 +49,16 @@ class SystemClock:
 
 @dataclass(frozen=True)
 class Advance:
-    """The step is done: move to ``to`` and record ``changes``."""
+    """The step is done: move to ``to`` and record ``changes``; then, once that is committed, run ``then``.
+
+    ``then`` is for work that would make the step impossible to repeat (deleting the DeepVA job whose results it
+    fetched). Steps are committed in batches, and a crash before the commit repeats the step: done inside it, such
+    work would leave the repeat nothing to fetch. Done after, a crash can only leave it undone.
+    """
 
     to: str
     changes: Mapping[str, Any] = field(default_factory=dict)
+    then: Callable[[], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -489,6 +495,12 @@ class StageRunner:
             level = log.warning if target in (states.FAILED, states.REJECTED) or isinstance(outcome, Retry) else log.info
             level("transition", stage=self.stage.name, **fields)
         self.on_commit(target, updated.next_attempt_at)
+        if isinstance(outcome, Advance) and outcome.then is not None and target == outcome.to:
+            try:
+                outcome.then()
+            except Exception as error:  # the row has landed; what follows it must not undo that or stop the batch
+                log.error("after_commit_failed", stage=self.stage.name, error=repr(error)[:500],
+                          trace=traceback.format_exc(limit=8))
         return updated
 
 

@@ -391,7 +391,7 @@ def test_poll_budget_caps_requests_per_minute(tmp_path):
     assert 6 <= polls <= 6 + 1 + 1, f"{polls} status requests in a minute with a ceiling of 6"
 
 
-def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path, monkeypatch):
+def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_recorded(tmp_path, monkeypatch):
     import importlib
 
     publish_module = importlib.import_module("deepva_watch.stages.publish")
@@ -399,6 +399,14 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
     client = FakeClient()
     client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
     client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
+    states_when_deleting: list[str] = []
+    real_delete_storage = client.delete_storage
+
+    def delete_storage(storage_id: str) -> None:  # the row must say published first: a repeat needs the job
+        states_when_deleting.append(_only(services).state)
+        real_delete_storage(storage_id)
+
+    client.delete_storage = delete_storage  # type: ignore[method-assign]
     real_publish = publish_module.publish_results
 
     def recording_publish(*args, **kwargs):
@@ -417,6 +425,7 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written(tmp_path
     row = _only(services)
     assert row.state == states.PUBLISHED
     assert client.calls[-3:] == ["sidecars_written", "delete_storage", "delete_job"]
+    assert states_when_deleting == [states.PUBLISHED]
     assert client.storage == {}
     assert Path(row.json_path).exists() and Path(row.xmp_path).exists()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import structlog
@@ -96,8 +97,8 @@ def publish(services: Services, asset: Asset) -> Outcome:
         log.warning("sidecar_note", note=note)
     paths = _paths(written)
     if asset.job_state == "completed":
-        _clean_up(services, asset)
-        return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now()})
+        return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now()},
+                       then=partial(_clean_up, services, asset))
     return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
 
 
@@ -114,8 +115,9 @@ def write_sidecars(client: Any, job: SidecarJob) -> WrittenSidecars:
 
 
 def _clean_up(services: Services, asset: Asset) -> None:
-    """Storage hygiene, only once the results are safely on disk. A failure here costs DeepVA storage, not results,
-    so it is logged and never fails the file; a crash before the commit repeats it, and deleting twice is harmless."""
+    """Storage hygiene, once the results are on disk and the row says so (it runs after the commit: a publish step
+    repeated after a crash must still find its job). A failure here costs DeepVA storage, not results, so it is
+    logged and never fails the file; a crash just before it leaves the objects at DeepVA, as a failure does."""
     config = services.config
     try:
         if config.delete_storage_after_completion and asset.storage_id:
