@@ -430,6 +430,24 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_reco
     assert Path(row.json_path).exists() and Path(row.xmp_path).exists()
 
 
+def test_the_tracker_pages_past_jobs_that_are_not_ours(tmp_path):
+    """Other clients' jobs fill the first page; ours are on the second. The page is read only for our jobs, and it is
+    still counted whole to reach the next one."""
+    client = FakeClient()
+    for index in range(150):
+        client.jobs[f"other-{index}"] = Job(id=f"other-{index}", tag="someone else", state="completed", progress=1.0,
+                                               sources=(), modules={})
+    watch, _, services, clock, client, runners = one_folder(tmp_path, {}, client)
+    _accept(services, clock, watch, runners, ["a.png", "b.png", "c.png"])
+    for _ in range(3):
+        _run(runners, "upload", "submit")
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track")
+    assert services.ledger.count_by_state() == {states.COMPLETED: 3}
+    assert client.calls.count("list_jobs") == 2 and client.calls.count("get_job") == 0
+
+
 def test_an_unknown_job_state_is_logged_and_polled_on(setup):
     from structlog.testing import capture_logs
 

@@ -178,7 +178,7 @@ class DeepVAClient:
     ) -> JobPage:
         """One page of jobs, newest first. With ``only``, just the jobs with those ids are read into :class:`Job`
         values; the others are counted (``JobPage.listed``). The tracker lists a page of a hundred to answer for the
-        few it waits on, and reading every job of it was half of its CPU."""
+        few it waits on, and reading every job of it was half of its time at the interpreter lock."""
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if tag is not None:
             params["tag"] = tag

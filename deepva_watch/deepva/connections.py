@@ -1,7 +1,7 @@
 """urllib3 connection pools whose responses read their headers with :func:`deepva_watch.httpheaders.read_headers`.
 
-``http.client.HTTPResponse.begin`` reads the status line, hands the header block to the email parser (a tenth of the
-daemon's CPU under a backlog, see :mod:`deepva_watch.httpheaders`), then decides framing from the headers (chunked,
+``http.client.HTTPResponse.begin`` reads the status line, hands the header block to the email parser (four times the
+cost of reading it directly, see :mod:`deepva_watch.httpheaders`), then decides framing from the headers (chunked,
 length, keep-alive). Only the middle step is replaced: ``begin`` is the standard library's own code, run with
 ``parse_headers`` bound to our reader, so framing and keep-alive stay exactly the standard library's. Should a later
 Python stop looking ``parse_headers`` up by name, the standard parser is simply used again
