@@ -159,7 +159,7 @@ class Rig:
         return self.api_url.split("/api/v1")[0] + "/_emulator"
 
     def write_config(self, *, retries: int = 2, metrics: bool = False, api_failure_seconds: float = 300,
-                     max_active_jobs: int = 20, settle: float = 0.3) -> None:
+                     max_active_jobs: int = 20, settle: float = 0.3, clean_up: bool = False) -> None:
         if metrics and self.metrics_port is None:
             self.metrics_port = free_port()
         metrics_block = (
@@ -178,6 +178,8 @@ max_active_jobs: {max_active_jobs}
 poll_interval_seconds: 0.3
 max_requests_per_minute: 6000
 log_level: info
+delete_storage_after_completion: {str(clean_up).lower()}
+delete_job_after_publish: {str(clean_up).lower()}
 {metrics_block}folders:
   - path: {self.watch}
     watch: events
@@ -483,6 +485,10 @@ class ChaosResult:
     recovered: dict[str, int]
     """Rows a restart found in a working state (``recovered_in_flight``): steps a kill cut short."""
     run_dir: Path
+    clean_up: bool = False
+    storage_left: int = 0
+    jobs_left: int = 0
+    """With ``clean_up``: left at DeepVA by a kill between a commit and its clean-up (a cost, not a loss)."""
 
 
 CHAOS_FAULTS: dict[str, Any] = {
@@ -497,8 +503,10 @@ CHAOS_FAULTS: dict[str, Any] = {
 
 def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float = 0.4, max_up: float = 3.0,
               processing_time: float = 0.5, drain_timeout: float = 300, faults: dict[str, Any] | None = None,
-              keep: bool = False) -> ChaosResult:
-    """Files dropped in waves while the API misbehaves and the daemon is SIGKILLed ``kills`` times, then a calm drain."""
+              keep: bool = False, clean_up: bool = False) -> ChaosResult:
+    """Files dropped in waves while the API misbehaves and the daemon is SIGKILLed ``kills`` times, then a calm drain.
+    With ``clean_up``, published files have their job and storage copy deleted, so a kill between a publish step and
+    its commit must still find the job when the step is repeated."""
     rng = random.Random(seed)
     planned = plan_media(files, rng)
     waves = max(1, min(kills, 8))
@@ -508,7 +516,7 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
     rig.keep = keep
     started = time.monotonic()
     try:
-        rig.write_config(retries=2)
+        rig.write_config(retries=2, clean_up=clean_up)
         rig.set_faults(**{"seed": seed, **(CHAOS_FAULTS if faults is None else faults)})
         wave_at = {round(i * kills / len(batches)): batch for i, batch in enumerate(batches)}
         for round_number in range(kills):
@@ -530,7 +538,7 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
         return ChaosResult(
             verdict, rig.kills, len(batches), time.monotonic() - started, drain,
             dict(Counter(stats["completed_jobs_by_tag"].values())), emulator_requests(stats), recovered_steps(rig),
-            rig.dir,
+            rig.dir, clean_up, stats["storage_objects"], sum(stats["jobs_by_state"].values()),
         )
     finally:
         rig.close()
@@ -560,6 +568,7 @@ def print_chaos(result: ChaosResult, seed: int, statuses: str = "500,502,503") -
         ("files lost", str(len(v.lost))),
         ("sidecars parsed (strict)", f"{v.sidecars_checked - len(v.bad_sidecars)} / {v.sidecars_checked}"),
         ("temporary files left", str(len(v.temp_files))),
+        *([("left at DeepVA (storage / jobs)", f"{result.storage_left} / {result.jobs_left}")] if result.clean_up else []),
         ("ledger integrity_check", v.integrity),
         ("wall time", f"{result.wall_seconds:.1f} s (final drain {result.drain_seconds:.1f} s)"),
         ("verdict", "PASS" if not v.problems else "FAIL: " + " | ".join(v.problems)),
@@ -846,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
     chaos.add_argument("--kills", type=int, default=24)
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--max-up", type=float, default=3.0, help="longest run between two kills, seconds")
+    chaos.add_argument("--clean-up", action="store_true",
+                       help="delete each published file's job and storage copy (delete_*_after_* on)")
     chaos.add_argument("--error-statuses", default="500,502,503",
                        help="5xx statuses the injected API errors use, comma-separated (default: %(default)s)")
     outage = sub.add_parser("outage", help="API unreachable for a while, files keep arriving")
@@ -864,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "chaos":
         statuses = [int(status) for status in args.error_statuses.split(",")]
         result = run_chaos(args.files, args.kills, args.seed, max_up=args.max_up, keep=args.keep,
-                           faults={**CHAOS_FAULTS, "error_statuses": statuses})
+                           faults={**CHAOS_FAULTS, "error_statuses": statuses}, clean_up=args.clean_up)
         print_chaos(result, args.seed, args.error_statuses)
         problems = result.verdict.problems
     elif args.scenario == "outage":
