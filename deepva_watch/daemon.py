@@ -25,6 +25,7 @@ from deepva_watch.service.health import Health, ledger_write_problem
 from deepva_watch.service.metrics import Metrics, MetricsServer
 from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, status_text, watchdog_interval
 from deepva_watch.stages import PUBLISH_WORKERS, STAGES
+from deepva_watch.stages.publish import CLEAN_UP_RETRY_SECONDS, sweep_clean_ups
 from deepva_watch.stages.publish_process import PublisherProcess
 from deepva_watch.watch.supervisor import FolderWatch
 from deepva_watch.webhook import WebhookReceiver, ledger_nonce_store, load_secret
@@ -59,6 +60,7 @@ class Daemon:
         self.services = make_services(self.config, self.ledger, self.client, self.clock)
         self.runners: list[StageRunner] = []
         self.threads: list[threading.Thread] = []
+        self._sweeper: threading.Thread | None = None
         self.watches: dict[str, FolderWatch] = {}
         self.ready = threading.Event()
         self._reload_requested = threading.Event()
@@ -95,6 +97,7 @@ class Daemon:
                 runner = StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
                 self.runners.append(runner)
                 self.threads.append(run_in_thread(f"{stage.name}-{index}", runner.run_forever))
+        self._sweeper = run_in_thread("clean-up", self._sweep_clean_ups)
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
@@ -127,6 +130,19 @@ class Daemon:
             self.notifier.status(status_text(self.ledger.count_by_state()))
             self._next_status = time.monotonic() + STATUS_EVERY_SECONDS
 
+    def _sweep_clean_ups(self) -> None:
+        """Deletions a crash cut off or DeepVA refused (``delete_*_after_*``): all of them at start, then every
+        minute those a minute old."""
+        all_pending = True
+        while True:
+            try:
+                sweep_clean_ups(self.services, all_pending=all_pending, stop=self.stop_event)
+            except Exception:  # the ledger failed (disk full, locked): try again on the next turn
+                log.error("clean_up_sweep_failed", trace=traceback.format_exc(limit=5))
+            all_pending = False
+            if self.stop_event.wait(CLEAN_UP_RETRY_SECONDS):
+                return
+
     def request_stop(self) -> None:
         self.stop_event.set()
         for runner in self.runners:
@@ -148,6 +164,8 @@ class Daemon:
         deadline = time.monotonic() + STOP_DEADLINE_SECONDS
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._sweeper is not None:
+            self._sweeper.join(max(0.0, deadline - time.monotonic()))
         still_running = [thread.name for thread in self.threads if thread.is_alive()]
         self.publisher.close()
         for server in (self.receiver, self.metrics_server):

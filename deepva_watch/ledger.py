@@ -92,6 +92,7 @@ class Asset:
     priority: int = 0
     job_failures: int = 0
     upload_attempted: int = 0
+    cleanup_pending: int = 0
 
     @cached_property
     def path(self) -> Path:
@@ -154,6 +155,11 @@ _SCHEMA_STEPS: tuple[str, ...] = (
     """
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL);
     CREATE INDEX assets_job ON assets (job_id);
+    """,
+    # 4: published rows whose job or storage copy is still to be deleted (a crash or a refusal came between)
+    """
+    ALTER TABLE assets ADD COLUMN cleanup_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX assets_cleanup ON assets (updated_at) WHERE cleanup_pending = 1;
     """,
 )
 
@@ -329,6 +335,17 @@ class Ledger:
         """Job ids of the rows in ``state`` (the tracker's jobs: as many as ``max_active_jobs``)."""
         rows = self._db().conn.execute("SELECT job_id FROM assets WHERE state = ? AND job_id IS NOT NULL", (state,))
         return {row[0] for row in rows}
+
+    def pending_clean_ups(self, updated_before: float, limit: int) -> list[Asset]:
+        """Published rows whose job or storage copy is still to be deleted, last touched before ``updated_before``."""
+        rows = self._db().conn.execute(
+            "SELECT * FROM assets INDEXED BY assets_cleanup WHERE cleanup_pending = 1 AND updated_at < ? AND state = ? "
+            "ORDER BY updated_at LIMIT ?", (updated_before, PUBLISHED, limit),
+        ).fetchall()
+        return [self._asset(row) for row in rows]
+
+    def clean_up_done(self, row_id: int) -> None:
+        self._write_one("UPDATE assets SET cleanup_pending = 0 WHERE id = ?", (row_id,))
 
     def count_in(self, states: Sequence[str]) -> int:
         row = self._db().conn.execute(

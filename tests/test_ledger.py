@@ -157,6 +157,32 @@ def test_ledger_survives_reopen_and_passes_integrity_check(tmp_path):
     assert readonly.count_by_state() == {states.SETTLING: 1}
 
 
+def test_a_ledger_from_an_earlier_version_is_migrated_in_place(tmp_path):
+    """A ledger written before the clean-up mark existed: opened, it gains the column (0 for every row), keeps its
+    rows, and reads as values as before."""
+    import sqlite3
+
+    from deepva_watch.ledger import _SCHEMA_STEPS
+
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE migrations (step INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for step, script in enumerate(_SCHEMA_STEPS[:3], start=1):
+        for statement in filter(str.strip, script.split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations (step, applied_at) VALUES (?, datetime('now'))", (step,))
+    conn.execute("INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, created_at, "
+                 "updated_at) VALUES ('a1', '/w', 'a.jpg', 1, 1, 'published', 1, 1, 1)")
+    conn.commit()
+    conn.close()
+    old = Ledger(path)
+    row = old.by_asset_id("a1")
+    assert row is not None and row.cleanup_pending == 0 and row.relpath == "a.jpg" and row.state == states.PUBLISHED
+    assert old.pending_clean_ups(float("inf"), 10) == []
+    assert old.observe("/w", "b.jpg", 1, 1, now=2.0).outcome == "new"
+    assert old.integrity_ok()
+
+
 def test_a_batch_of_transitions_lands_together_and_a_row_that_moved_on_is_lost_alone(ledger):
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         ledger.observe("/w", name, 1, 1, now=1.0)

@@ -430,6 +430,55 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_reco
     assert Path(row.json_path).exists() and Path(row.xmp_path).exists()
 
 
+def test_a_clean_up_that_failed_or_was_cut_off_is_tried_again(tmp_path):
+    """DeepVA refused the first deletion, and a crash cut off the next file's clean-up before it began: both rows are
+    published with their clean-up still marked; the sweep at start takes every marked row, the minute's sweep only
+    those a minute old, and a clean row is never swept again."""
+    from deepva_watch.stages.publish import clean_up, sweep_clean_ups
+
+    client = FakeClient()
+    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
+    client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
+    client.errors["delete_storage"] = [ServerError("DELETE", "/storage/1/", status=503, excerpt="busy")]
+    watch, _, services, clock, client, runners = one_folder(
+        tmp_path, {"delete_storage_after_completion": True, "delete_job_after_publish": True}, client)
+    _accept(services, clock, watch, runners, ["a.png"])
+    _run(runners, "upload", "submit")
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track", "publish")
+    refused = _only(services)
+    assert refused.state == states.PUBLISHED and refused.cleanup_pending == 1
+    assert len(client.storage) == 1 and "delete_job" not in client.calls
+
+    assert sweep_clean_ups(services) == 0, "not a minute old yet"
+    clock.advance(61)
+    assert sweep_clean_ups(services) == 1
+    assert client.storage == {} and client.calls.count("delete_job") == 1
+    assert services.ledger.get(refused.id).cleanup_pending == 0
+    before = len(client.calls)
+    assert sweep_clean_ups(services, all_pending=True) == 0 and len(client.calls) == before
+
+    services.ledger.transition(services.ledger.get(refused.id), states.PUBLISHED, states.PUBLISHED, clock.now(),
+                               cleanup_pending=1)  # as a crash right after the commit leaves it
+    assert sweep_clean_ups(services, all_pending=True) == 1
+    assert services.ledger.get(refused.id).cleanup_pending == 0
+    assert clean_up(services, services.ledger.get(refused.id)), "deleting twice is harmless"
+
+
+def test_without_clean_up_nothing_is_marked(tmp_path):
+    watch, _, services, clock, client, runners = one_folder(tmp_path, {})
+    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
+    _accept(services, clock, watch, runners, ["a.png"])
+    _run(runners, "upload", "submit")
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track", "publish")
+    row = _only(services)
+    assert row.state == states.PUBLISHED and row.cleanup_pending == 0
+    assert "delete_storage" not in client.calls
+
+
 def test_the_tracker_pages_past_jobs_that_are_not_ours(tmp_path):
     """Other clients' jobs fill the first page; ours are on the second. The page is read only for our jobs, and it is
     still counted whole to reach the next one."""

@@ -7,7 +7,9 @@ sidecar that says so (with DeepVA's errors) and no XMP, since an XMP without res
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -97,8 +99,9 @@ def publish(services: Services, asset: Asset) -> Outcome:
         log.warning("sidecar_note", note=note)
     paths = _paths(written)
     if asset.job_state == "completed":
-        return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now()},
-                       then=partial(_clean_up, services, asset))
+        pending = int(_has_clean_up(services, asset))
+        return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now(), "cleanup_pending": pending},
+                       then=partial(clean_up, services, asset) if pending else None)
     return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
 
 
@@ -114,20 +117,52 @@ def write_sidecars(client: Any, job: SidecarJob) -> WrittenSidecars:
     return publish_failure(job.media_path, job=found, errors=job.errors, media=media, **common)
 
 
-def _clean_up(services: Services, asset: Asset) -> None:
-    """Storage hygiene, once the results are on disk and the row says so (it runs after the commit: a publish step
-    repeated after a crash must still find its job). A failure here costs DeepVA storage, not results, so it is
-    logged and never fails the file; a crash just before it leaves the objects at DeepVA, as a failure does."""
+def _has_clean_up(services: Services, asset: Asset) -> bool:
     config = services.config
+    return bool((config.delete_storage_after_completion and asset.storage_id)
+                or (config.delete_job_after_publish and asset.job_id))
+
+
+def clean_up(services: Services, asset: Asset) -> bool:
+    """Storage hygiene, once the results are on disk and the row says so (it runs after the commit: a publish step
+    repeated after a crash must still find its job). The row's ``cleanup_pending`` mark is cleared only when every
+    deletion is done, so one that failed or that a crash cut off is tried again by :func:`sweep_clean_ups`. A failure
+    costs DeepVA storage, not results: it is logged and never fails the file. Deleting twice is harmless."""
     try:
-        if config.delete_storage_after_completion and asset.storage_id:
-            services.client.delete_storage(asset.storage_id)
-            log.info("storage_deleted", storage_id=asset.storage_id)
-        if config.delete_job_after_publish and asset.job_id:
-            services.client.delete_job(asset.job_id)
-            log.info("job_deleted")
+        if _has_clean_up(services, asset):
+            config = services.config
+            if config.delete_storage_after_completion and asset.storage_id:
+                services.client.delete_storage(asset.storage_id)
+                log.info("storage_deleted", storage_id=asset.storage_id)
+            if config.delete_job_after_publish and asset.job_id:
+                services.client.delete_job(asset.job_id)
+                log.info("job_deleted")
     except DeepVAError as error:
-        log.warning("cleanup_failed", error=str(error))
+        log.warning("cleanup_failed", error=str(error), asset_id=asset.asset_id)
+        return False
+    services.ledger.clean_up_done(asset.id)
+    return True
+
+
+#: A published row's clean-up is first tried right after its commit; the sweep leaves it that long before trying.
+CLEAN_UP_RETRY_SECONDS = 60.0
+SWEEP_BATCH = 100
+
+
+def sweep_clean_ups(services: Services, *, all_pending: bool = False, stop: threading.Event | None = None) -> int:
+    """Try again the deletions a crash cut off or DeepVA refused (run at start, with ``all_pending``, and then every
+    minute by the daemon); returns how many rows are now clean. Stops while the API key is refused, and on ``stop``."""
+    before = math.inf if all_pending else services.clock.now() - CLEAN_UP_RETRY_SECONDS
+    cleaned = 0
+    while services.api_gate.is_open and not (stop is not None and stop.is_set()):
+        rows = services.ledger.pending_clean_ups(before, SWEEP_BATCH)
+        done = sum(clean_up(services, asset) for asset in rows)
+        cleaned += done
+        if len(rows) < SWEEP_BATCH or done == 0:
+            break
+    if cleaned:
+        log.info("clean_ups_retried", rows=cleaned)
+    return cleaned
 
 
 def _paths(written: WrittenSidecars) -> dict[str, str | None]:
