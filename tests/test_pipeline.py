@@ -307,6 +307,26 @@ def _accept(services, clock, watch, runners, names):
     _run(runners, "sniff")
 
 
+CLEAN_UP = {"delete_storage_after_completion": True, "delete_job_after_publish": True}
+
+
+def _publish_one(tmp_path, top: dict, client: FakeClient):
+    """One image from the folder to published (or as far as the client lets it), its job finishing at once."""
+    watch, _, services, clock, client, runners = one_folder(tmp_path, top, client)
+    _accept(services, clock, watch, runners, ["a.png"])
+    _run(runners, "upload", "submit")
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track", "publish")
+    return services, clock, client
+
+
+def _results_and_deletions_recorded(client: FakeClient) -> FakeClient:
+    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
+    client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
+    return client
+
+
 def test_max_active_jobs_holds_and_a_finished_job_frees_a_slot(tmp_path):
     watch, config, services, clock, client, runners = one_folder(tmp_path, {"max_active_jobs": 3, "max_uploads": 1})
     _accept(services, clock, watch, runners, [f"{i}.png" for i in range(8)])
@@ -396,14 +416,12 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_reco
 
     publish_module = importlib.import_module("deepva_watch.stages.publish")
 
-    client = FakeClient()
-    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
-    client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
+    client = _results_and_deletions_recorded(FakeClient())
     states_when_deleting: list[str] = []
     real_delete_storage = client.delete_storage
 
     def delete_storage(storage_id: str) -> None:  # the row must say published first: a repeat needs the job
-        states_when_deleting.append(_only(services).state)
+        states_when_deleting.extend(Ledger(tmp_path / "l.sqlite3", readonly=True).count_by_state())
         real_delete_storage(storage_id)
 
     client.delete_storage = delete_storage  # type: ignore[method-assign]
@@ -415,13 +433,7 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_reco
         return written
 
     monkeypatch.setattr(publish_module, "publish_results", recording_publish)
-    watch, config, services, clock, client, runners = one_folder(
-        tmp_path, {"delete_storage_after_completion": True, "delete_job_after_publish": True}, client)
-    _accept(services, clock, watch, runners, ["a.png"])
-    _run(runners, "upload", "submit")
-    client.finish()
-    clock.advance(30)
-    _run(runners, "track", "publish")
+    services, _, client = _publish_one(tmp_path, CLEAN_UP, client)
     row = _only(services)
     assert row.state == states.PUBLISHED
     assert client.calls[-3:] == ["sidecars_written", "delete_storage", "delete_job"]
@@ -436,17 +448,9 @@ def test_a_clean_up_that_failed_or_was_cut_off_is_tried_again(tmp_path):
     those a minute old, and a clean row is never swept again."""
     from deepva_watch.stages.publish import clean_up, sweep_clean_ups
 
-    client = FakeClient()
-    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
-    client.delete_job = lambda job_id: client.calls.append("delete_job")  # type: ignore[attr-defined]
+    client = _results_and_deletions_recorded(FakeClient())
     client.errors["delete_storage"] = [ServerError("DELETE", "/storage/1/", status=503, excerpt="busy")]
-    watch, _, services, clock, client, runners = one_folder(
-        tmp_path, {"delete_storage_after_completion": True, "delete_job_after_publish": True}, client)
-    _accept(services, clock, watch, runners, ["a.png"])
-    _run(runners, "upload", "submit")
-    client.finish()
-    clock.advance(30)
-    _run(runners, "track", "publish")
+    services, clock, client = _publish_one(tmp_path, CLEAN_UP, client)
     refused = _only(services)
     assert refused.state == states.PUBLISHED and refused.cleanup_pending == 1
     assert len(client.storage) == 1 and "delete_job" not in client.calls
@@ -467,13 +471,7 @@ def test_a_clean_up_that_failed_or_was_cut_off_is_tried_again(tmp_path):
 
 
 def test_without_clean_up_nothing_is_marked(tmp_path):
-    watch, _, services, clock, client, runners = one_folder(tmp_path, {})
-    client.iter_detailed_results = lambda job_id, page_size=100: iter(())  # type: ignore[attr-defined]
-    _accept(services, clock, watch, runners, ["a.png"])
-    _run(runners, "upload", "submit")
-    client.finish()
-    clock.advance(30)
-    _run(runners, "track", "publish")
+    services, _, client = _publish_one(tmp_path, {}, _results_and_deletions_recorded(FakeClient()))
     row = _only(services)
     assert row.state == states.PUBLISHED and row.cleanup_pending == 0
     assert "delete_storage" not in client.calls
