@@ -6,14 +6,18 @@ a damaged ledger, or a temporary file left in the watched tree.
 
 from __future__ import annotations
 
+import pytest
 import reliability
 
 FAULTS = reliability.CHAOS_FAULTS
 
 
-def test_chaos_small_loses_nothing_and_repeats_nothing():
+@pytest.mark.parametrize("clean_up", [False, True], ids=["plain", "clean-up"])
+def test_chaos_small_loses_nothing_and_repeats_nothing(clean_up):
+    """With clean-up, published files have their job and storage copy deleted: a publish step a kill repeats must
+    still find its job (the deletions wait for the commit), and deletions a kill cut off are done in the end."""
     result = reliability.run_chaos(files=60, kills=20, seed=11, min_up=0.6, max_up=2.0, processing_time=0.3,
-                                   drain_timeout=60, faults=FAULTS)
+                                   drain_timeout=60, faults=FAULTS, clean_up=clean_up)
     verdict = result.verdict
     summary = f"{verdict.states}; faults {verdict.faults}; problems {verdict.problems}"
 
@@ -29,18 +33,6 @@ def test_chaos_small_loses_nothing_and_repeats_nothing():
     assert verdict.bad_sidecars == [] and verdict.sidecars_checked == 2 * verdict.valid, summary
     assert verdict.integrity == "ok"
     assert verdict.temp_files == [], summary
+    if clean_up:
+        assert (result.storage_left, result.jobs_left) == (0, 0), "deletions cut off by a kill were not done again"
 
-
-def test_chaos_with_clean_up_still_finds_every_job_a_repeated_step_needs():
-    """Published files have their job and storage copy deleted. A kill between a publish step and its commit repeats
-    the step, which must still find the job: the deletions wait for the commit."""
-    result = reliability.run_chaos(files=40, kills=10, seed=12, min_up=0.6, max_up=2.0, processing_time=0.3,
-                                   drain_timeout=60, faults=FAULTS, clean_up=True)
-    verdict = result.verdict
-    summary = f"{verdict.states}; faults {verdict.faults}; problems {verdict.problems}"
-
-    assert result.recovered.get("publishing", 0) > 0, "no kill cut a publish step short: the run proved nothing"
-    assert verdict.lost == [], summary
-    assert verdict.published == verdict.valid, summary
-    assert verdict.duplicates == {} and verdict.stray_jobs == 0, summary
-    assert (result.storage_left, result.jobs_left) == (0, 0), "deletions cut off by a kill were not tried again"
