@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,7 +90,8 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        recovered = self.ledger.recover(self.clock.now())
+        started_at = self.clock.now()
+        recovered = self.ledger.recover(started_at)
         if recovered:
             log.info("recovered_in_flight", **recovered)
         for stage in STAGES:
@@ -97,7 +99,7 @@ class Daemon:
                 runner = StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
                 self.runners.append(runner)
                 self.threads.append(run_in_thread(f"{stage.name}-{index}", runner.run_forever))
-        self._sweeper = run_in_thread("clean-up", self._sweep_clean_ups)
+        self._sweeper = run_in_thread("clean-up", partial(self._sweep_clean_ups, started_at))
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
@@ -130,18 +132,18 @@ class Daemon:
             self.notifier.status(status_text(self.ledger.count_by_state()))
             self._next_status = time.monotonic() + STATUS_EVERY_SECONDS
 
-    def _sweep_clean_ups(self) -> None:
-        """Deletions a crash cut off or DeepVA refused (``delete_*_after_*``): all of them at start, then every
-        minute those a minute old."""
-        all_pending = True
+    def _sweep_clean_ups(self, started_at: float) -> None:
+        """Deletions a crash cut off or DeepVA refused (``delete_*_after_*``): those marked before this start at once,
+        then every minute those a minute old."""
+        updated_before = started_at
         while True:
             try:
-                sweep_clean_ups(self.services, all_pending=all_pending, stop=self.stop_event)
+                sweep_clean_ups(self.services, updated_before, stop=self.stop_event)
             except Exception:  # the ledger failed (disk full, locked): try again on the next turn
                 log.error("clean_up_sweep_failed", trace=traceback.format_exc(limit=5))
-            all_pending = False
             if self.stop_event.wait(CLEAN_UP_RETRY_SECONDS):
                 return
+            updated_before = self.clock.now() - CLEAN_UP_RETRY_SECONDS
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -444,9 +444,12 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_reco
 
 def test_a_clean_up_that_failed_or_was_cut_off_is_tried_again(tmp_path):
     """DeepVA refused the first deletion, and a crash cut off the next file's clean-up before it began: both rows are
-    published with their clean-up still marked; the sweep at start takes every marked row, the minute's sweep only
-    those a minute old, and a clean row is never swept again."""
-    from deepva_watch.stages.publish import clean_up, sweep_clean_ups
+    published with their clean-up still marked; the sweep at start takes every row marked before it, the minute's
+    sweep only those a minute old, and a clean row is never swept again."""
+    from deepva_watch.stages.publish import CLEAN_UP_RETRY_SECONDS, clean_up, sweep_clean_ups
+
+    def a_minute_ago() -> float:
+        return clock.now() - CLEAN_UP_RETRY_SECONDS
 
     client = _results_and_deletions_recorded(FakeClient())
     client.errors["delete_storage"] = [ServerError("DELETE", "/storage/1/", status=503, excerpt="busy")]
@@ -455,17 +458,20 @@ def test_a_clean_up_that_failed_or_was_cut_off_is_tried_again(tmp_path):
     assert refused.state == states.PUBLISHED and refused.cleanup_pending == 1
     assert len(client.storage) == 1 and "delete_job" not in client.calls
 
-    assert sweep_clean_ups(services) == 0, "not a minute old yet"
+    assert sweep_clean_ups(services, a_minute_ago()) == 0, "not a minute old yet"
     clock.advance(61)
-    assert sweep_clean_ups(services) == 1
+    assert sweep_clean_ups(services, a_minute_ago()) == 1
     assert client.storage == {} and client.calls.count("delete_job") == 1
     assert services.ledger.get(refused.id).cleanup_pending == 0
     before = len(client.calls)
-    assert sweep_clean_ups(services, all_pending=True) == 0 and len(client.calls) == before
+    clock.advance(1)
+    assert sweep_clean_ups(services, clock.now()) == 0 and len(client.calls) == before
 
     services.ledger.transition(services.ledger.get(refused.id), states.PUBLISHED, states.PUBLISHED, clock.now(),
                                cleanup_pending=1)  # as a crash right after the commit leaves it
-    assert sweep_clean_ups(services, all_pending=True) == 1
+    assert sweep_clean_ups(services, clock.now()) == 0, "marked at the very moment of the start: not before it"
+    clock.advance(1)  # the restart
+    assert sweep_clean_ups(services, clock.now()) == 1
     assert services.ledger.get(refused.id).cleanup_pending == 0
     assert clean_up(services, services.ledger.get(refused.id)), "deleting twice is harmless"
 

@@ -7,7 +7,6 @@ sidecar that says so (with DeepVA's errors) and no XMP, since an XMP without res
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from datetime import datetime, timezone
@@ -128,15 +127,14 @@ def clean_up(services: Services, asset: Asset) -> bool:
     repeated after a crash must still find its job). The row's ``cleanup_pending`` mark is cleared only when every
     deletion is done, so one that failed or that a crash cut off is tried again by :func:`sweep_clean_ups`. A failure
     costs DeepVA storage, not results: it is logged and never fails the file. Deleting twice is harmless."""
+    config = services.config
     try:
-        if _has_clean_up(services, asset):
-            config = services.config
-            if config.delete_storage_after_completion and asset.storage_id:
-                services.client.delete_storage(asset.storage_id)
-                log.info("storage_deleted", storage_id=asset.storage_id)
-            if config.delete_job_after_publish and asset.job_id:
-                services.client.delete_job(asset.job_id)
-                log.info("job_deleted")
+        if config.delete_storage_after_completion and asset.storage_id:
+            services.client.delete_storage(asset.storage_id)
+            log.info("storage_deleted", storage_id=asset.storage_id)
+        if config.delete_job_after_publish and asset.job_id:
+            services.client.delete_job(asset.job_id)
+            log.info("job_deleted")
     except DeepVAError as error:
         log.warning("cleanup_failed", error=str(error), asset_id=asset.asset_id)
         return False
@@ -149,13 +147,13 @@ CLEAN_UP_RETRY_SECONDS = 60.0
 SWEEP_BATCH = 100
 
 
-def sweep_clean_ups(services: Services, *, all_pending: bool = False, stop: threading.Event | None = None) -> int:
-    """Try again the deletions a crash cut off or DeepVA refused (run at start, with ``all_pending``, and then every
-    minute by the daemon); returns how many rows are now clean. Stops while the API key is refused, and on ``stop``."""
-    before = math.inf if all_pending else services.clock.now() - CLEAN_UP_RETRY_SECONDS
+def sweep_clean_ups(services: Services, updated_before: float, stop: threading.Event | None = None) -> int:
+    """Try again the deletions of rows marked before ``updated_before``: the daemon passes its start time once (what a
+    crash cut off), then every minute the time a minute ago (what DeepVA refused; a younger row's own clean-up may
+    still be running). Returns how many rows are now clean. Stops while the API key is refused, and on ``stop``."""
     cleaned = 0
     while services.api_gate.is_open and not (stop is not None and stop.is_set()):
-        rows = services.ledger.pending_clean_ups(before, SWEEP_BATCH)
+        rows = services.ledger.pending_clean_ups(updated_before, SWEEP_BATCH)
         done = sum(clean_up(services, asset) for asset in rows)
         cleaned += done
         if len(rows) < SWEEP_BATCH or done == 0:
