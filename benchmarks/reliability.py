@@ -533,21 +533,22 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
         # a moment more, so a duplicate job created late would have completed and be counted
         time.sleep(max(1.0, processing_time * 2))
         if clean_up:  # the sweep at start takes the deletions the kills cut off: give it the time it needs
-            wait_until(lambda: not _left_at_deepva(rig.stats()), 30)
+            wait_until(lambda: _left_at_deepva(rig.stats()) == (0, 0), 30)
         rig.stop_daemon()
         verdict = verify(rig, [media for media, _ in planned])
         stats = rig.stats()
         return ChaosResult(
             verdict, rig.kills, len(batches), time.monotonic() - started, drain,
             dict(Counter(stats["completed_jobs_by_tag"].values())), emulator_requests(stats), recovered_steps(rig),
-            rig.dir, clean_up, stats["storage_objects"], sum(stats["jobs_by_state"].values()),
+            rig.dir, clean_up, *_left_at_deepva(stats),
         )
     finally:
         rig.close()
 
 
-def _left_at_deepva(stats: dict[str, Any]) -> int:
-    return stats["storage_objects"] + sum(stats["jobs_by_state"].values())
+def _left_at_deepva(stats: dict[str, Any]) -> tuple[int, int]:
+    """Storage objects and jobs still at DeepVA."""
+    return stats["storage_objects"], sum(stats["jobs_by_state"].values())
 
 
 def recovered_steps(rig: Rig) -> dict[str, int]:

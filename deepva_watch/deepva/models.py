@@ -302,10 +302,5 @@ class JobPage:
     offset: int
     jobs: tuple[Job, ...]
     has_next: bool
-    listed: int = -1
-    """Jobs on the page, read or not (see ``only`` in ``DeepVAClient.list_jobs``); -1: as many as ``jobs``."""
-
-    @property
-    def size(self) -> int:
-        """How far the page moves the offset."""
-        return len(self.jobs) if self.listed < 0 else self.listed
+    listed: int
+    """Jobs on the page, read or not (see ``only`` in ``DeepVAClient.list_jobs``): how far the page moves the offset."""

@@ -98,7 +98,7 @@ def publish(services: Services, asset: Asset) -> Outcome:
         log.warning("sidecar_note", note=note)
     paths = _paths(written)
     if asset.job_state == "completed":
-        pending = int(_has_clean_up(services, asset))
+        pending = int(any(_deletions_owed(services, asset)))
         return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now(), "cleanup_pending": pending},
                        then=partial(clean_up, services, asset) if pending else None)
     return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
@@ -116,10 +116,11 @@ def write_sidecars(client: Any, job: SidecarJob) -> WrittenSidecars:
     return publish_failure(job.media_path, job=found, errors=job.errors, media=media, **common)
 
 
-def _has_clean_up(services: Services, asset: Asset) -> bool:
+def _deletions_owed(services: Services, asset: Asset) -> tuple[bool, bool]:
+    """Whether this row's storage copy and its job are to be deleted, by the settings and what the row has."""
     config = services.config
-    return bool((config.delete_storage_after_completion and asset.storage_id)
-                or (config.delete_job_after_publish and asset.job_id))
+    return (bool(config.delete_storage_after_completion and asset.storage_id),
+            bool(config.delete_job_after_publish and asset.job_id))
 
 
 def clean_up(services: Services, asset: Asset) -> bool:
@@ -127,12 +128,12 @@ def clean_up(services: Services, asset: Asset) -> bool:
     repeated after a crash must still find its job). The row's ``cleanup_pending`` mark is cleared only when every
     deletion is done, so one that failed or that a crash cut off is tried again by :func:`sweep_clean_ups`. A failure
     costs DeepVA storage, not results: it is logged and never fails the file. Deleting twice is harmless."""
-    config = services.config
+    storage, job = _deletions_owed(services, asset)
     try:
-        if config.delete_storage_after_completion and asset.storage_id:
+        if storage:
             services.client.delete_storage(asset.storage_id)
             log.info("storage_deleted", storage_id=asset.storage_id)
-        if config.delete_job_after_publish and asset.job_id:
+        if job:
             services.client.delete_job(asset.job_id)
             log.info("job_deleted")
     except DeepVAError as error:

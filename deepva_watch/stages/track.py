@@ -64,8 +64,8 @@ def prefetch(services: Services, assets: list[Asset]) -> None:
             elif job.is_terminal:  # answered already: it is stepped in the next round without another request
                 services.polled.put(job.id, job)
                 services.ledger.poll_now(job.id, now)
-        offset += page.size
-        if not (wanted & due) or not page.has_next or not page.size:
+        offset += page.listed
+        if not (wanted & due) or not page.has_next or not page.listed:
             return
 
 

@@ -35,4 +35,3 @@ def test_chaos_small_loses_nothing_and_repeats_nothing(clean_up):
     assert verdict.temp_files == [], summary
     if clean_up:
         assert (result.storage_left, result.jobs_left) == (0, 0), "deletions cut off by a kill were not done again"
-
