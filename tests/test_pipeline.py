@@ -442,6 +442,60 @@ def test_storage_and_job_are_deleted_only_after_the_results_are_written_and_reco
     assert Path(row.json_path).exists() and Path(row.xmp_path).exists()
 
 
+class _RecordingPublisher:
+    """Stands in for the publishing process (tested against it in tests/test_publish_process.py): writes in this
+    process, and notes when each file's write is handed over and when its answer is collected."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+        self.events: list[tuple[str, str]] = []
+
+    def submit(self, job):
+        from deepva_watch.stages.publish import write_sidecars
+
+        self.events.append(("handed", job.media_path.name))
+
+        def result():
+            self.events.append(("collected", job.media_path.name))
+            return write_sidecars(self.client, job)
+
+        return SimpleNamespace(result=result)
+
+
+def test_a_publishing_worker_hands_its_whole_claim_over_before_it_waits_for_an_answer(tmp_path):
+    """Sent one at a time, each answer waited for a turn at the daemon's interpreter lock before the next file went
+    out, and under a backlog the publishing process idled in between. A row that cannot start (its file is gone)
+    is decided by its own step; the others are not held up by it."""
+    client = _results_and_deletions_recorded(FakeClient())
+    watch, _, services, clock, client, runners = one_folder(tmp_path, {}, client)
+    names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    _accept(services, clock, watch, runners, names)
+    for _ in names:
+        _run(runners, "upload")
+    _run(runners, "submit")
+    client.finish()
+    clock.advance(30)
+    _run(runners, "track")
+    (watch / "b.png").unlink()
+    services.publisher = publisher = _RecordingPublisher(client)
+    assert next(stage for stage in STAGES if stage.name == "publish").claims == 4
+    batches = []
+    while services.ledger.count_by_state().get(states.COMPLETED):
+        _run(runners, "publish")
+        batches.append(publisher.events)
+        publisher.events = []
+    assert len(batches) == 2  # a claim of four, then the last row
+    for batch in batches:
+        handed = [name for event, name in batch if event == "handed"]
+        assert batch == [("handed", name) for name in handed] + [("collected", name) for name in handed]
+    assert sorted(name for batch in batches for event, name in batch if event == "handed") == ["a.png", "c.png",
+                                                                                             "d.png", "e.png"]
+    by_name = {Path(row.path).name: row for row in services.ledger.query()}
+    assert {name: row.state for name, row in by_name.items()} == {
+        **{name: states.PUBLISHED for name in names if name != "b.png"}, "b.png": states.GONE}
+    assert all(Path(by_name[name].xmp_path).exists() for name in names if name != "b.png")
+
+
 def test_a_clean_up_that_failed_or_was_cut_off_is_tried_again(tmp_path):
     """DeepVA refused the first deletion, and a crash cut off the next file's clean-up before it began: both rows are
     published with their clean-up still marked; the sweep at start takes every row marked before it, the minute's

@@ -84,6 +84,26 @@ def test_the_process_writes_what_the_daemon_would_write_itself(finished_job, tmp
     assert ("GET", "/jobs/{id}/detailed-results/", 200) in calls
 
 
+def test_writes_handed_over_together_each_get_their_own_answer(finished_job):
+    """A publishing worker hands over its whole claim before it collects the answers: more writes than the child has
+    threads, one of them failing, each answer reaching the write it belongs to."""
+    emulator, media, job_id = finished_job
+    copies = [media.with_name(f"take{number}.jpg") for number in range(5)]
+    for copy in copies:
+        shutil.copy(media, copy)
+    calls: list[tuple] = []
+    with _publisher(emulator, calls=calls) as publisher:
+        pending = [publisher.submit(_sidecar_job(copy, job_id)) for copy in copies]
+        failing = publisher.submit(_sidecar_job(media, "no-such-job"))
+        written = [write.result() for write in pending]
+        with pytest.raises(NotFound):
+            failing.result()
+    assert [(item.xmp, item.json) for item in written] == [
+        (copy.with_name(copy.name + ".xmp"), copy.with_name(copy.name + ".deepva.json")) for copy in copies]
+    assert [json.loads(item.json.read_bytes())["asset"]["name"] for item in written] == [copy.name for copy in copies]
+    assert calls.count(("GET", "/jobs/{id}/detailed-results/", 200)) == 5
+
+
 def test_an_error_in_the_process_arrives_as_itself(finished_job):
     emulator, media, job_id = finished_job
     with _publisher(emulator) as publisher:

@@ -13,7 +13,9 @@ files sharing a stem are kept apart.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -49,9 +51,36 @@ __all__ = [
 
 _FAILED_STATES = ("failed", "stopped")
 
-# Deciding who owns a stem sidecar and then writing it must not interleave with another worker doing the same for the
-# proxy of the same clip. XMP files are small, so one lock for all of them costs nothing worth a finer scheme.
-_XMP_CLAIMS = threading.Lock()
+
+
+class _ClaimLocks:
+    """Deciding who owns a stem sidecar and then writing it must not interleave with another worker doing the same for
+    the proxy of the same clip. Every XMP name a media file may take (``clip.mov.xmp``, ``clip.xmp``) starts with its
+    name up to the first dot, so one lock per folder and such a prefix (case-folded, for shares that ignore case)
+    keeps apart exactly the files that could meet. One lock for all would make every worker wait on every other's
+    fsync: on a network share that alone caps publishing at one file per round trip to the server."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: dict[tuple[str, str], tuple[threading.Lock, list[int]]] = {}
+
+    @contextmanager
+    def holding(self, folder: Path, media_name: str) -> Iterator[None]:
+        key = (str(folder), unicodedata.normalize("NFC", media_name.partition(".")[0]).casefold())
+        with self._guard:
+            lock, users = self._held.setdefault(key, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                users[0] -= 1
+                if not users[0]:
+                    del self._held[key]
+
+
+_XMP_CLAIMS = _ClaimLocks()
 
 
 def publish_results(
@@ -101,7 +130,7 @@ def publish_results(
 
     _ensure_folder(xmp_planned.parent, media_path)
     collected = collector.finish()
-    with _XMP_CLAIMS:
+    with _XMP_CLAIMS.holding(xmp_planned.parent, media_path.name):
         stem_form = xmp_form(settings.naming, media.kind) == "stem"
         claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=stem_form)
         content = XmpContent(

@@ -13,6 +13,7 @@ the packet needs the ``xpacket`` wrapper and escaping rules of its own.
 from __future__ import annotations
 
 import io
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -205,35 +206,39 @@ def serialize_packet(properties: list[ET.Element], *, known_prefixes: dict[str, 
 
 
 class _NamespaceMap:
+    """Prefixes for the namespaces a packet uses, and each tag's qualified name (a packet repeats a few dozen tags
+    many times over, so each is worked out once)."""
+
     def __init__(self, known_prefixes: dict[str, str]) -> None:
         self._wanted = {**known_prefixes, **PREFERRED_PREFIXES}
         self._assigned: dict[str, str] = {RDF: "rdf", XML: "xml"}
         self._taken = {"rdf", "xml", "x"}
+        self._qnames: dict[str, str] = {}
 
     def note(self, name: str) -> None:
+        if name in self._qnames:
+            return
         if not name.startswith("{"):
+            self._qnames[name] = name
             return
-        uri = name[1:].split("}", 1)[0]
-        if uri in self._assigned:
-            return
-        prefix = self._wanted.get(uri, "ns")
-        if not _is_ncname(prefix) or prefix in self._taken:
-            base = prefix if _is_ncname(prefix) else "ns"
-            number = 1
-            while f"{base}{number}" in self._taken:
-                number += 1
-            prefix = f"{base}{number}"
-        self._assigned[uri] = prefix
-        self._taken.add(prefix)
+        uri, local = name[1:].split("}", 1)
+        if uri not in self._assigned:
+            prefix = self._wanted.get(uri, "ns")
+            if not _is_ncname(prefix) or prefix in self._taken:
+                base = prefix if _is_ncname(prefix) else "ns"
+                number = 1
+                while f"{base}{number}" in self._taken:
+                    number += 1
+                prefix = f"{base}{number}"
+            self._assigned[uri] = prefix
+            self._taken.add(prefix)
+        self._qnames[name] = f"{self._assigned[uri]}:{local}"
 
     def declarations(self) -> list[tuple[str, str]]:
         return [(uri, prefix) for uri, prefix in self._assigned.items() if uri not in (RDF, XML)]
 
     def qname(self, name: str) -> str:
-        if not name.startswith("{"):
-            return name
-        uri, local = name[1:].split("}", 1)
-        return f"{self._assigned[uri]}:{local}"
+        return self._qnames[name]
 
 
 def _is_ncname(prefix: str) -> bool:
@@ -280,7 +285,14 @@ def _literal(element: ET.Element, namespaces: _NamespaceMap) -> str:
     return f"<{tag}{attributes}>{inner}</{tag}>" + _escape(xml_safe(element.tail or ""))
 
 
+#: Characters :func:`_escape` replaces; most values have none, and are returned as they are.
+_SPECIAL_IN_TEXT = re.compile(r'[&<>"\r]')
+_SPECIAL_IN_ATTRIBUTE = re.compile(r'[&<>"\r\t\n]')
+
+
 def _escape(text: str, *, attribute: bool = False) -> str:
+    if not (_SPECIAL_IN_ATTRIBUTE if attribute else _SPECIAL_IN_TEXT).search(text):
+        return text
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     text = text.replace("\r", "&#xD;")  # a parser would turn a raw CR into LF
     if attribute:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from deepva_watch import ledger as states
 from deepva_watch.pipeline import Stage
-from deepva_watch.stages.publish import home_state, publish
+from deepva_watch.stages.publish import home_state, publish, start_writes
 from deepva_watch.stages.settle import settle
 from deepva_watch.stages.sniff import sniff_asset
 from deepva_watch.stages.submit import create_job, submit_quota, upload, upload_capacity
@@ -31,7 +31,8 @@ STAGES: tuple[Stage, ...] = (
           quota=submit_quota, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
     Stage("track", takes=(states.SUBMITTED,), step=tracking.track, prefetch=tracking.prefetch,
           capacity=tracking.capacity, rest=tracking.rest, batch=tracking.BATCH, uses_api=True),
-    # several publishers: writing sidecars waits on fsync far more than it computes
+    # several publishers: writing sidecars waits on fsync far more than it computes; each hands its whole claim to
+    # the publishing process before it collects the first answer
     Stage("publish", takes=(states.COMPLETED, states.JOB_FAILED), step=publish, working=states.PUBLISHING,
-          home=home_state, workers=lambda config: PUBLISH_WORKERS, claims=4, uses_api=True),
+          home=home_state, workers=lambda config: PUBLISH_WORKERS, claims=4, prefetch=start_writes, uses_api=True),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -71,21 +72,37 @@ def _still_current(services: Services, asset: Asset) -> bool:
     return services.ledger.versions(asset.folder, asset.relpath)[-1].id == asset.id
 
 
+def start_writes(services: Services, assets: list[Asset]) -> None:
+    """The stage's prefetch: with a publishing process, hand it every claimed row's sidecars at once, so that it works
+    on all of them while this worker collects the answers in turn. One at a time, each answer waited for a turn at the
+    daemon's interpreter lock before the next file was sent, and under a backlog the child idled between them.
+
+    A row whose start fails here is simply started again by its step, which then meets the error itself. A row handed
+    back unfinished (the daemon stopping) may still get its sidecars from the child; the next publish of it writes the
+    same content again, as after a crash."""
+    if services.publisher is None:
+        return
+    started: dict[int, Outcome | Callable[[], WrittenSidecars]] = {}
+    for asset in assets:
+        try:
+            started[asset.id] = _start(services, asset)
+        except Exception:  # the step starts it again and handles what that raises
+            continue
+    _batch.started = started
+
+
+#: What :func:`start_writes` started for the current batch of this worker thread, by row id.
+_batch = threading.local()
+
+
 def publish(services: Services, asset: Asset) -> Outcome:
-    folder = services.folder(asset)
     try:
-        if not _still_current(services, asset):
-            return Advance(states.SUPERSEDED, {"last_error": "the file changed while DeepVA worked on it"})
-        job = SidecarJob(
-            media_path=asset.path, job=services.jobs.pop(asset.asset_id), job_id=asset.job_id or "",
-            completed=asset.job_state == "completed", errors=tuple(asset.errors), mime=asset.mime or "",
-            kind=asset.kind or "video", watch_root=folder.path.absolute(),  # type: ignore[arg-type]
-            settings=sidecar_settings(folder), provenance=_provenance(services, asset),
-        )
-        if services.publisher is not None:
-            written = services.publisher.write(job)
-        else:
-            written = write_sidecars(services.client, job)
+        started = getattr(_batch, "started", {}).pop(asset.id, None)
+        if started is None:
+            started = _start(services, asset)
+        if not callable(started):
+            return started
+        written = started()
     except FileNotFoundError:
         return gone("the file disappeared before its results were written")
     except (DeepVAError, OSError) as error:
@@ -102,6 +119,23 @@ def publish(services: Services, asset: Asset) -> Outcome:
         return Advance(states.PUBLISHED, {**paths, "published_at": services.clock.now(), "cleanup_pending": pending},
                        then=partial(clean_up, services, asset) if pending else None)
     return Fail("DeepVA job " + (asset.job_state or "failed") + ": " + "; ".join(asset.errors), retryable=False, changes=paths)
+
+
+def _start(services: Services, asset: Asset) -> Outcome | Callable[[], WrittenSidecars]:
+    """Check that the row still describes the file and start writing its sidecars: an outcome if there is nothing to
+    write, otherwise what waits for (or, in-process, does) the writing."""
+    if not _still_current(services, asset):
+        return Advance(states.SUPERSEDED, {"last_error": "the file changed while DeepVA worked on it"})
+    folder = services.folder(asset)
+    job = SidecarJob(
+        media_path=asset.path, job=services.jobs.pop(asset.asset_id), job_id=asset.job_id or "",
+        completed=asset.job_state == "completed", errors=tuple(asset.errors), mime=asset.mime or "",
+        kind=asset.kind or "video", watch_root=folder.path.absolute(),  # type: ignore[arg-type]
+        settings=sidecar_settings(folder), provenance=_provenance(services, asset),
+    )
+    if services.publisher is not None:
+        return services.publisher.submit(job).result
+    return partial(write_sidecars, services.client, job)
 
 
 def write_sidecars(client: Any, job: SidecarJob) -> WrittenSidecars:

@@ -140,6 +140,26 @@ class _Child:
             future.set_exception(PublisherGone(f"the publishing process ended (exit code {code})"))
 
 
+class PendingWrite:
+    """A write handed to the child; :meth:`result` waits for its answer. Several in flight keep the child busy while
+    the daemon's workers wait on the interpreter lock it shares with every other stage."""
+
+    def __init__(self, future: Future[_Reply], on_call: Callable[[str, str, int | None], None] | None) -> None:
+        self._future = future
+        self._on_call = on_call
+
+    def result(self) -> WrittenSidecars:
+        """What the child wrote; raises what writing raised there, or :class:`PublisherGone`."""
+        reply = self._future.result()
+        if self._on_call is not None:
+            for method, route, status in reply.calls:
+                self._on_call(method, route, status)
+        if reply.error is not None:
+            raise reply.error
+        assert reply.written is not None
+        return reply.written
+
+
 class PublisherProcess:
     """The daemon's side: sends :class:`SidecarJob` values to the child and waits for the answers, from any thread."""
 
@@ -157,6 +177,10 @@ class PublisherProcess:
 
     def write(self, job: SidecarJob) -> WrittenSidecars:
         """Write one file's sidecars in the child; raises what writing raised there, or :class:`PublisherGone`."""
+        return self.submit(job).result()
+
+    def submit(self, job: SidecarJob) -> PendingWrite:
+        """Hand one file's sidecars to the child and return at once; raises :class:`PublisherGone` if it cannot."""
         with self._lock:
             if self._closed:
                 raise PublisherGone("the daemon is stopping")
@@ -164,14 +188,7 @@ class PublisherProcess:
                 self._child = _Child(self._api, self._threads, self._log_level)
                 log.info("publisher_started", pid=self._child.process.pid, threads=self._threads)
             child, number = self._child, next(self._numbers)
-        reply = child.ask(number, self._api_key(), job).result()
-        if self._on_call is not None:
-            for method, route, status in reply.calls:
-                self._on_call(method, route, status)
-        if reply.error is not None:
-            raise reply.error
-        assert reply.written is not None
-        return reply.written
+        return PendingWrite(child.ask(number, self._api_key(), job), self._on_call)
 
     def use_api(self, api: ApiConfig) -> None:
         """New API settings (a reload): the next step starts a process that uses them; this one finishes its steps."""

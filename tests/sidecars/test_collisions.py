@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pytest
+
+import deepva_watch.sidecars as sidecars
 from deepva_watch.sidecars import SidecarSettings
 
 
@@ -57,3 +61,41 @@ def test_collision_in_a_mirrored_output_folder(tmp_path: Path, publish, make, wa
     second = publish("d/clip.mp4", [], media=make.VIDEO_25, settings=settings)
     assert first.xmp == tmp_path / "out" / "d" / "clip.xmp"
     assert second.xmp == tmp_path / "out" / "d" / "clip.mp4.xmp"
+
+
+def test_only_files_that_could_share_an_xmp_wait_for_each_other(publish, make, watch_root: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """While clip.mxf's XMP is being written, CLIP.mp4 waits (on a share that ignores case it may want the same
+    clip.xmp), and other.mxf does not: one slow write, an fsync on a network share, holds back only its own clip."""
+    real_write = sidecars.atomic_write
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_for_clip(path: Path, write, **options) -> None:
+        if path.name == "clip.xmp":
+            writing.set()
+            assert release.wait(10)
+        real_write(path, write, **options)
+
+    monkeypatch.setattr(sidecars, "atomic_write", slow_for_clip)
+    done: dict[str, threading.Event] = {name: threading.Event() for name in ("clip.mxf", "CLIP.mp4")}
+
+    def publish_in_thread(name: str) -> threading.Thread:
+        def run() -> None:
+            publish(name, [make.segment("Jane Doe", time_start=0, time_end=1)], media=make.VIDEO_25)
+            done[name].set()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    threads = [publish_in_thread("clip.mxf")]
+    assert writing.wait(10)
+    other = publish("other.mxf", [make.segment("John Roe", time_start=0, time_end=1)], media=make.VIDEO_25)
+    assert other.xmp == watch_root / "other.xmp"
+    threads.append(publish_in_thread("CLIP.mp4"))
+    assert not done["CLIP.mp4"].wait(0.5), "CLIP.mp4 went ahead while clip.xmp was being written"
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert all(event.is_set() for event in done.values())
+    assert make.exiftool_json(watch_root / "clip.xmp")["XMP-dc:Subject"] == ["Jane Doe"]
+    assert not sidecars._XMP_CLAIMS._held, "a lock outlived its holders"
