@@ -52,7 +52,6 @@ __all__ = [
 _FAILED_STATES = ("failed", "stopped")
 
 
-
 class _ClaimLocks:
     """Deciding who owns a stem sidecar and then writing it must not interleave with another worker doing the same for
     the proxy of the same clip. Every XMP name a media file may take (``clip.mov.xmp``, ``clip.xmp``) starts with its

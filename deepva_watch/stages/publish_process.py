@@ -142,7 +142,7 @@ class _Child:
 
 class PendingWrite:
     """A write handed to the child; :meth:`result` waits for its answer. Several in flight keep the child busy while
-    the daemon's workers wait on the interpreter lock it shares with every other stage."""
+    the daemon's publishing workers wait for their turns at the interpreter lock they share with every other stage."""
 
     def __init__(self, future: Future[_Reply], on_call: Callable[[str, str, int | None], None] | None) -> None:
         self._future = future
