@@ -10,9 +10,10 @@ than written into a sidecar.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 TERMINAL_STATES = frozenset({"completed", "failed", "stopped"})
 KNOWN_STATES = frozenset({"waiting", "processing"}) | TERMINAL_STATES
