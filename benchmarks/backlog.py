@@ -111,17 +111,18 @@ def wait_for_quiet_folder(run: Path, limit: float) -> tuple[float, float, float]
     started = time.monotonic()
     first = cost = create_cost_us(run)
     for probe in itertools.count(1):
-        if time.monotonic() - started >= limit:
+        left = limit - (time.monotonic() - started)
+        if left <= 0:
             break
         age = max(0.0, time.time() - _cleaned_at())
         if age < DELETIONS_AGE_SECONDS:
             print(f"  an earlier run removed its files {age:.0f} s ago; waiting until that is "
                   f"{DELETIONS_AGE_SECONDS} s", flush=True)
-            time.sleep(min(DELETIONS_AGE_SECONDS - age + 1, max(0.0, limit - (time.monotonic() - started))))
+            time.sleep(min(DELETIONS_AGE_SECONDS - age + 1, left))
         elif cost > SLOW_CREATE_US:
             print(f"  creating a file in the run folder costs {cost:.0f} us of CPU (slow state); measuring again in "
                   f"{QUIET_CHECK_SECONDS} s", flush=True)
-            time.sleep(min(QUIET_CHECK_SECONDS, max(0.0, limit - (time.monotonic() - started))))
+            time.sleep(min(QUIET_CHECK_SECONDS, left))
         else:
             break
         cost = create_cost_us(run, name=f"create-cost-{probe}")

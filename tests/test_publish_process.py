@@ -70,7 +70,7 @@ def test_the_process_writes_what_the_daemon_would_write_itself(finished_job, tmp
     emulator, media, job_id = finished_job
     calls: list[tuple] = []
     with _publisher(emulator, calls=calls) as publisher:
-        written = publisher.write(_sidecar_job(media, job_id))
+        written = publisher.submit(_sidecar_job(media, job_id)).result()
     from_process = {path.name: path.read_bytes() for path in (written.xmp, written.json)}
 
     for path in (written.xmp, written.json):
@@ -108,11 +108,11 @@ def test_an_error_in_the_process_arrives_as_itself(finished_job):
     emulator, media, job_id = finished_job
     with _publisher(emulator) as publisher:
         with pytest.raises(NotFound) as raised:
-            publisher.write(_sidecar_job(media, "no-such-job"))
+            publisher.submit(_sidecar_job(media, "no-such-job")).result()
         assert raised.value.status == 404 and raised.value.method == "GET"
         # sidecars to go under a path that is a file: the OSError arrives with its errno and file name
         with pytest.raises(OSError) as raised_os:
-            publisher.write(_sidecar_job(media, job_id, settings=SidecarSettings(output_dir=media)))
+            publisher.submit(_sidecar_job(media, job_id, settings=SidecarSettings(output_dir=media))).result()
         assert raised_os.value.errno in (errno.ENOTDIR, errno.EEXIST) and raised_os.value.filename
 
 
@@ -121,24 +121,24 @@ def test_the_process_uses_the_key_the_daemon_uses_now(finished_job):
     key = [API_KEY]
     calls: list[tuple] = []
     with _publisher(emulator, key=lambda: key[0], calls=calls) as publisher:
-        publisher.write(_sidecar_job(media, job_id))
+        publisher.submit(_sidecar_job(media, job_id)).result()
         emulator.rotate_key("rotated-key-0123456789")
         with pytest.raises(NotAuthenticated):
-            publisher.write(_sidecar_job(media, job_id))
+            publisher.submit(_sidecar_job(media, job_id)).result()
         assert calls[-1][2] == 401, "the daemon hears the 401 and pauses API work"
         key[0] = "rotated-key-0123456789"
-        assert publisher.write(_sidecar_job(media, job_id)).json is not None
+        assert publisher.submit(_sidecar_job(media, job_id)).result().json is not None
 
 
 def test_a_killed_process_fails_its_step_as_gone_and_the_next_step_starts_a_new_one(finished_job):
     emulator, media, job_id = finished_job
     with _publisher(emulator) as publisher:
-        publisher.write(_sidecar_job(media, job_id))
+        publisher.submit(_sidecar_job(media, job_id)).result()
         first = publisher.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: publisher.pid is None, 10, "the daemon to notice the process ended")
-        written = publisher.write(_sidecar_job(media, job_id))
+        written = publisher.submit(_sidecar_job(media, job_id)).result()
         assert written.xmp is not None and publisher.pid not in (None, first)
 
 
@@ -150,7 +150,7 @@ def test_a_step_in_flight_when_the_process_dies_ends_as_gone(finished_job):
 
         def step() -> None:
             try:
-                publisher.write(_sidecar_job(media, job_id))
+                publisher.submit(_sidecar_job(media, job_id)).result()
             except BaseException as error:  # noqa: BLE001 - what the step ended with is the point
                 outcome.append(error)
 
@@ -169,10 +169,10 @@ def test_a_step_in_flight_when_the_process_dies_ends_as_gone(finished_job):
 def test_new_api_settings_start_a_new_process_and_the_old_one_ends_cleanly(finished_job):
     emulator, media, job_id = finished_job
     with _publisher(emulator) as publisher:
-        publisher.write(_sidecar_job(media, job_id))
+        publisher.submit(_sidecar_job(media, job_id)).result()
         old_child = publisher._child
         publisher.use_api(ApiConfig(url=emulator.base_url, retries=1, read_timeout_seconds=30))
-        publisher.write(_sidecar_job(media, job_id))
+        publisher.submit(_sidecar_job(media, job_id)).result()
         assert publisher._child is not old_child
         old_child.process.join(10)
         assert old_child.process.exitcode == 0

@@ -175,10 +175,6 @@ class PublisherProcess:
         self._child: _Child | None = None
         self._closed = False
 
-    def write(self, job: SidecarJob) -> WrittenSidecars:
-        """Write one file's sidecars in the child; raises what writing raised there, or :class:`PublisherGone`."""
-        return self.submit(job).result()
-
     def submit(self, job: SidecarJob) -> PendingWrite:
         """Hand one file's sidecars to the child and return at once; raises :class:`PublisherGone` if it cannot."""
         with self._lock:
