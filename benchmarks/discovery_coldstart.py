@@ -27,6 +27,7 @@ def main() -> None:
     from deepva_watch.ledger import Ledger
     from deepva_watch.pipeline import SystemClock
     from deepva_watch.stages.discover import scan_tree
+    from deepva_watch.watch.limits import process_watches
     from deepva_watch.watch.supervisor import FolderWatch
 
     per_folder = 100 if args.small else 1000
@@ -54,9 +55,10 @@ def main() -> None:
     watch.scanned.wait(120)
     ready = time.perf_counter() - started
     status = watch.status()
+    watches = process_watches()
     watch.stop()
     counts = dict(conn.execute("SELECT state, COUNT(*) FROM assets GROUP BY state").fetchall())
-    print(f"ours ({args.mode}): ready after {ready:.2f} s (mode {status.mode}, {status.watches} watches, "
+    print(f"ours ({args.mode}): ready after {ready:.2f} s (mode {status.mode}, {watches} watches, "
           f"{status.files_seen} files seen); peak RSS {peak_rss_mb():.0f} MB")
     print(f"find over the same tree (baseline): {find_seconds:.2f} s")
     print(f"ledger after the start: {counts} -> {'nothing resubmitted' if counts == {'published': len(files)} else 'CHANGED'}")

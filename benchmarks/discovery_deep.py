@@ -55,6 +55,7 @@ def child_ours(tree: Path, seconds: float) -> dict:
     quiet_logs()
     from deepva_watch.ledger import Ledger
     from deepva_watch.pipeline import SystemClock
+    from deepva_watch.watch.limits import process_watches
     from deepva_watch.watch.supervisor import FolderWatch
 
     ledger_path = Path(tempfile.mkdtemp()) / "l.sqlite3"
@@ -63,11 +64,11 @@ def child_ours(tree: Path, seconds: float) -> dict:
     started = time.perf_counter()
     watch = FolderWatch(folder, ledger, SystemClock(), lambda: None)
     watch.start()
-    while watch.status().watches == 0 and time.perf_counter() - started < 60:
+    while process_watches() == 0 and time.perf_counter() - started < 60:
         time.sleep(0.005)
     watch.scanned.wait(60)
     up = time.perf_counter() - started
-    watches = watch.status().watches
+    watches = process_watches()
     time.sleep(1.0)
     cpu0, t0 = cpu_seconds(), time.monotonic()
     end = t0 + seconds

@@ -36,7 +36,7 @@ def measure(mode: str, files: int, interval: float) -> list[float]:
     services = make_services(config, ledger, None, SystemClock())
     stop = threading.Event()
     settle = next(stage for stage in STAGES if stage.name == "settle")
-    runner = StageRunner(settle, services, stop, lambda state: None)
+    runner = StageRunner(settle, services, stop, lambda state, due_at: None)
     threading.Thread(target=runner.run_forever, daemon=True).start()
     watch = FolderWatch(config.folders[0], ledger, SystemClock(), runner.wakeup.set)
     watch.start()

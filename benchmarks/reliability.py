@@ -769,7 +769,7 @@ def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time
             batch = planned[number * files_per_phase:(number + 1) * files_per_phase]
             jobs_before = rig.stats()["jobs_created"]
             drop(rig.watch, rig.dir / "staging", batch[: len(batch) // 2], rng)
-            wait_until(lambda: rig.stats()["jobs_created"] >= jobs_before + 3, 30, 0.05)
+            wait_until(lambda before=jobs_before: rig.stats()["jobs_created"] >= before + 3, 30, 0.05)
             old_key = rig.key_file.read_text().strip()
             new_key = _key_like(old_key, rng)
             requests_at_rotation = emulator_requests(rig.stats())
@@ -794,7 +794,7 @@ def run_refused_key(files_per_phase: int = 20, seed: int = 3, *, processing_time
                 rig.signal_daemon(signal.SIGHUP)
             probe, _ = probes[number]
             drop(rig.watch, rig.dir / "staging", [probes[number]], rng)
-            resumed = wait_until(lambda: latest_rows(rig.ledger).get(probe.relpath, {}).get("state") == "published",
+            resumed = wait_until(lambda relpath=probe.relpath: latest_rows(rig.ledger).get(relpath, {}).get("state") == "published",
                                  resume_timeout, 0.1)
             resumed_after = time.monotonic() - last_fix if resumed else None
             if not resumed:

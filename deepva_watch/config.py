@@ -64,8 +64,8 @@ class ApiConfig:
     connect_timeout_seconds: float = _help("Seconds to wait for a connection to the API.", default=10.0)
     read_timeout_seconds: float = _help("Seconds to wait for each response (and between bytes of one).", default=60.0)
     retries: int = _help("Tries per request on 5xx, 429, timeouts and connection errors before giving up.", default=5)
-    ca_bundle: Path | None = _help("CA bundle for a private on-prem certificate authority (null: the system's CAs and "
-                                   "certifi's bundle); TLS is always verified.", default=None)
+    ca_bundle: Path | None = _help("CA bundle for a private on-prem certificate authority (null: the system's CA bundle, "
+                                   "or certifi's where the system has none); TLS is always verified.", default=None)
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def _convert(value: Any, annotation: Any, key_path: str) -> Any:
         return _convert(value, inner, key_path)
     if value is None:
         raise ConfigError(key_path, f"expected {_describe(annotation)}, got nothing")
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return _build(annotation, value, key_path)
     if annotation is bool:
         if not isinstance(value, bool):
@@ -371,9 +371,10 @@ def schema_keys(cls: type = Config, prefix: str = "") -> list[str]:
         keys.append(path)
         annotation = hints[spec.name]
         args = typing.get_args(annotation)
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             keys.extend(schema_keys(annotation, f"{path}."))
-        elif typing.get_origin(annotation) is tuple and args and dataclasses.is_dataclass(args[0]):
+        elif typing.get_origin(annotation) is tuple and args and isinstance(args[0], type) \
+                and dataclasses.is_dataclass(args[0]):
             keys.extend(schema_keys(args[0], f"{path}[]."))
     return keys
 

@@ -28,6 +28,7 @@ from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, statu
 from deepva_watch.stages import PUBLISH_WORKERS, STAGES
 from deepva_watch.stages.publish import CLEAN_UP_RETRY_SECONDS, sweep_clean_ups
 from deepva_watch.stages.publish_process import PublisherProcess
+from deepva_watch.watch.observer import ObserverFactory, start_observer
 from deepva_watch.watch.supervisor import FolderWatch
 from deepva_watch.webhook import WebhookReceiver, ledger_nonce_store, load_secret
 
@@ -55,6 +56,7 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier)
     log_level: str | None = None
     """The level the command line asked for, if any; the publishing process logs at the same level."""
+    observer_factory: ObserverFactory = start_observer
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.config.ledger)
@@ -290,7 +292,8 @@ class Daemon:
     # -- helpers -----------------------------------------------------------------------------------------------------
 
     def _start_watch(self, folder: Any) -> None:
-        watch = FolderWatch(folder, self.ledger, self.clock, lambda: self._wake_stage_for("settling"))
+        watch = FolderWatch(folder, self.ledger, self.clock, lambda: self._wake_stage_for("settling"),
+                            observer_factory=self.observer_factory)
         watch.start()
         self.watches[folder_key(folder)] = watch
 

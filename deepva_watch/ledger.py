@@ -329,7 +329,7 @@ class Ledger:
         row = self._db().conn.execute(
             f"SELECT MIN(next_attempt_at) FROM assets WHERE state IN ({marks})", tuple(states)
         ).fetchone()
-        return row[0]
+        return float(row[0]) if row[0] is not None else None
 
     def job_ids_in(self, state: str) -> set[str]:
         """Job ids of the rows in ``state`` (the tracker's jobs: as many as ``max_active_jobs``)."""
@@ -390,7 +390,7 @@ class Ledger:
         return [self._asset(row) for row in rows]
 
     def integrity_ok(self) -> bool:
-        return self._db().conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return bool(self._db().conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     # -- writing ---------------------------------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class Advance:
 
     to: str
     changes: Mapping[str, Any] = field(default_factory=dict)
-    then: Callable[[], None] | None = field(default=None, compare=False)
+    then: Callable[[], object] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ class Stage:
 
 def backoff(attempts: int, rng: random.Random) -> float:
     """Exponential backoff with full jitter: spreads retries of many files so an outage ends without a stampede."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** max(0, attempts - 1))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
@@ -443,7 +443,7 @@ class StageRunner:
                 self.commit(decision)
             return
         moves = [self.move_for(decision.asset, decision.outcome) for decision in decided]
-        for decision, updated in zip(decided, self.services.ledger.transition_many(moves, self.services.clock.now())):
+        for decision, updated in zip(decided, self.services.ledger.transition_many(moves, self.services.clock.now()), strict=True):
             self.landed(decision, updated)
 
     def move_for(self, asset: Asset, outcome: Outcome) -> Move:

@@ -147,7 +147,7 @@ class WebhookReceiver:
         self._secret = secret
         self._nonces = nonces
         self._on_job = on_job
-        self._max_body_bytes = max_body_bytes
+        self.max_body_bytes = max_body_bytes
         callback_path = urlsplit(config.callback_url or "").path.rstrip("/")
         self._paths = {"/", callback_path or "/", f"{callback_path}/"}
         host, port = _listen_address(config.listen)
@@ -238,7 +238,7 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
                 self._reject(Rejected(HTTPStatus.LENGTH_REQUIRED, "no Content-Length"))
                 return
             length = int(length_text)
-            if length > receiver._max_body_bytes:
+            if length > receiver.max_body_bytes:
                 self.close_connection = True  # the body stays unread: do not let it be taken for the next request
                 self._reject(Rejected(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes is over the limit"))
                 return

@@ -52,6 +52,7 @@ folders:
       text_recognition: {{}}
 """
     )
+    config.chmod(0o600)  # it says where the key is sent: the daemon warns about a config others may read
     return config
 
 
@@ -85,13 +86,14 @@ def main() -> int:
                               stderr=subprocess.STDOUT)
     print(f"daemon:   watching {watch}  (log: {run / 'daemon.log'})")
     ok = False
+    reason = ""
+    rows: list[sqlite3.Row] = []
     try:
         time.sleep(1.0)
         for name in SAMPLES:
             shutil.copy(ROOT / "tests" / "fixtures" / "media" / name, watch / name)
         print(f"dropped:  {', '.join(SAMPLES)}")
         deadline = time.monotonic() + TIMEOUT_SECONDS
-        rows: list[sqlite3.Row] = []
         while time.monotonic() < deadline:
             rows = ledger_rows(run / "ledger.sqlite3")
             if len(rows) == len(SAMPLES) and all(row["state"] in FINAL for row in rows):
@@ -117,16 +119,63 @@ def main() -> int:
             for xmp in (first_image, first_video):
                 print(f"\nexiftool -XMP:all {Path(xmp).name}:")
                 subprocess.run(["exiftool", "-G1", "-XMP:all", xmp], check=False)
+        if not ok:
+            reason = why_not_published(rows, daemon.poll())
     finally:
         daemon.send_signal(signal.SIGTERM)
         stopped = daemon.wait(timeout=60)
         emulator.send_signal(signal.SIGTERM)
         emulator.wait(timeout=30)
-    if stopped != 0:
-        print(f"the daemon exited with {stopped}; see {run / 'daemon.log'}", file=sys.stderr)
+    if stopped != 0 and ok:
+        reason = f"the daemon exited with code {stopped} when asked to stop"
         ok = False
-    print("\ndemo", "passed: every sample was published" if ok else "FAILED: see the states above and the logs")
-    return 0 if ok else 1
+    if ok:
+        print("\ndemo passed: every sample was published")
+        return 0
+    report_failure(run, rows, reason)
+    return 1
+
+
+def why_not_published(rows: list[sqlite3.Row], daemon_exit: int | None) -> str:
+    """The reason the demo failed, in one sentence."""
+    if daemon_exit is not None:
+        return f"the daemon exited with code {daemon_exit} before the samples were published"
+    states = {row["relpath"]: row["state"] for row in rows}
+    unseen = [name for name in SAMPLES if name not in states]
+    if unseen:
+        return (f"{len(unseen)} sample(s) were never discovered within {TIMEOUT_SECONDS} s ({', '.join(unseen)}): "
+                f"the daemon did not see them arrive")
+    ended = [row for row in rows if row["state"] in FINAL and row["state"] != "published"]
+    if ended:
+        return (f"{len(ended)} sample(s) ended {ended[0]['state']}; the first: {ended[0]['relpath']}: "
+                f"{ended[0]['last_error'] or 'no error recorded'}")
+    waiting = sorted({row["state"] for row in rows if row["state"] not in FINAL})
+    return f"samples were still {', '.join(waiting)} after {TIMEOUT_SECONDS} s"
+
+
+def report_failure(run: Path, rows: list[sqlite3.Row], reason: str) -> None:
+    """Every sample's state, the last warnings and errors of both logs, and the reason."""
+    states = {row["relpath"]: row for row in rows}
+    print("\nstate of each sample:", file=sys.stderr)
+    for name in SAMPLES:
+        row = states.get(name)
+        detail = f"{row['state']}" + (f" ({row['last_error']})" if row["last_error"] else "") if row else "not discovered"
+        print(f"  {name:<14} {detail}", file=sys.stderr)
+    for log_name in ("daemon.log", "emulator.log"):
+        print(f"\nlast warnings and errors in {run / log_name}:", file=sys.stderr)
+        for line in last_problems(run / log_name):
+            print(f"  {line}", file=sys.stderr)
+    print(f"\ndemo FAILED: {reason}", file=sys.stderr)
+
+
+def last_problems(path: Path, count: int = 10) -> list[str]:
+    """The last lines at warning level or worse (or the last lines at all, if none is marked)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ["(no log)"]
+    marked = [line for line in lines if re.search(r'"level": "(warning|error|critical)"|WARNING|ERROR|Traceback', line)]
+    return (marked or lines)[-count:] or ["(empty)"]
 
 
 if __name__ == "__main__":

@@ -37,19 +37,14 @@ def media_fixtures() -> Path:
     return FIXTURES
 
 
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def without_file_read_override() -> None:
-    """For ``preexec_fn``: drop the two capabilities that let root read any file, so the program started next is root
-    that the kernel holds to file modes like anyone else (a real permission check, not a mock)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+def held_to_file_modes(command: list[str]) -> list[str]:
+    """``command`` so that, when we are root, it runs without the two capabilities that let root read any file: root
+    that the kernel holds to file modes like anyone else (a real permission check, not a mock). ``setpriv`` (util-linux)
+    drops them at exec; a ``preexec_fn`` would run Python between fork and exec, which can deadlock in a process with
+    threads."""
+    if os.geteuid() != 0:
+        return command
+    return [require_program("setpriv"), "--bounding-set", "-dac_override,-dac_read_search", *command]
 
 
 def free_port() -> int:

@@ -20,10 +20,12 @@ from deepva_watch import log
 from deepva_watch.commands.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Progress, emit_json
 from deepva_watch.config import ApiConfig, Config, ConfigError, FolderConfig, Secret, load_config, resolve_api_key
 from deepva_watch.service.health import ledger_write_problem
+from deepva_watch.watch.limits import MAX_USER_WATCHES, PROC, count_folders, watch_limit, watches_in_use
 from deepva_watch.watch.mounts import choose_mode, is_remote
+from deepva_watch.watch.observer import ObserverFactory, start_observer
+from deepva_watch.watch.probe import probe_events
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 #: Below this the service soon stops (the ledger and sidecars need room); below the warning level it is time to act.
 FREE_FAIL_BYTES = 100 * 1024**2
 FREE_WARN_BYTES = 1024**3
@@ -137,7 +139,7 @@ def writable_problem(folder: Path) -> str | None:
     return None
 
 
-def folder_checks(folder: FolderConfig) -> Iterator[Check]:
+def folder_checks(folder: FolderConfig, observer_factory: ObserverFactory = start_observer) -> Iterator[Check]:
     name = f"folder {folder.path}"
     if not folder.path.is_dir():
         yield Check(name, FAIL, "does not exist or is not a directory", "create it, mount the share, or fix the path")
@@ -166,52 +168,54 @@ def folder_checks(folder: FolderConfig) -> Iterator[Check]:
                         f"ReadWritePaths= (systemctl edit deepva-watch), or set sidecars.output_dir to a writable folder")
         else:
             yield Check(f"sidecars {target}", OK, "writable")
+    yield watch_check(folder, observer_factory)
+
+
+def watch_check(folder: FolderConfig, observer_factory: ObserverFactory = start_observer) -> Check:
+    """How the folder is watched, and for events, proof that they arrive: a probe creates and closes a file in a
+    temporary folder inside it and waits for both events."""
+    name = f"watch {folder.path}"
     choice = choose_mode(folder.watch, folder.path)
     fs = choice.fstype or "unknown"
-    if choice.mode == "events" and choice.fstype and is_remote(choice.fstype):
-        yield Check(f"watch {folder.path}", WARN,
-                    f"{fs} is a network file system but watch is 'events': files written by other machines raise no "
-                    "events and are only found by the periodic rescan", "set watch: auto (or poll) for this folder")
-    else:
-        yield Check(f"watch {folder.path}", OK, f"file system {fs}: {choice.mode} ({choice.reason})")
+    if choice.mode == "poll":
+        return Check(name, OK, f"file system {fs}: polled ({choice.reason})")
+    if choice.fstype and is_remote(choice.fstype):
+        return Check(name, WARN,
+                     f"{fs} is a network file system but watch is 'events': files written by other machines raise no "
+                     "events and are only found by the periodic rescan", "set watch: auto (or poll) for this folder")
+    probe = probe_events(folder.path, factory=observer_factory)
+    if probe.problem is not None:
+        return Check(name, WARN, f"file system {fs}: events, not proven: {probe.problem}",
+                     "run doctor as the service user, or give it write access to the folder, to probe events")
+    if not probe.delivered:
+        missing = " and ".join(what for what, seen in (("create", probe.created), ("close-write", probe.closed))
+                               if not seen)
+        return Check(name, FAIL, f"file system {fs}: the observer delivered no {missing} event for a probe file",
+                     "set watch: poll for this folder (files would otherwise wait for the periodic rescan)")
+    return Check(name, OK, f"file system {fs}: events, proven by a probe (create and close-write arrived)")
 
 
-def count_folders(root: Path, recursive: bool, progress: Progress) -> int:
-    """Folders inotify needs one watch each for: the root and, when recursive, every folder below it."""
-    if not recursive:
-        return 1
-    count = 0
-    stack = [str(root)]
-    while stack:
-        current = stack.pop()
-        count += 1
-        progress.update(count)
-        try:
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-        except OSError:
-            continue
-    progress.done()
-    return count
-
-
-def inotify_checks(config: Config, limit_file: Path = MAX_USER_WATCHES) -> Iterator[Check]:
+def inotify_checks(config: Config, limit_file: Path = MAX_USER_WATCHES, proc: Path = PROC) -> Iterator[Check]:
     watched = [folder for folder in config.folders if folder.path.is_dir() and choose_mode(folder.watch, folder.path).mode == "events"]
     if not watched:
         return
-    try:
-        limit = int(limit_file.read_text().strip())
-    except (OSError, ValueError):
+    limit = watch_limit(limit_file)
+    if limit is None:
         yield Check("inotify", WARN, f"cannot read {limit_file}", "")
         return
-    needed = sum(count_folders(folder.path, folder.recursive, Progress(f"counting folders in {folder.path}")) for folder in watched)
-    detail = f"{needed} folder(s) to watch, limit {limit} (fs.inotify.max_user_watches)"
+    progress = Progress("counting folders to watch")
+    needed = 0
+    for folder in watched:
+        needed += count_folders(folder.path, recursive=folder.recursive, follow_symlinks=folder.follow_symlinks)
+        progress.update(needed)
+    progress.done()
+    in_use = watches_in_use(proc)
+    detail = (f"{needed} folder(s) to watch, limit {limit} (fs.inotify.max_user_watches), {in_use} in use by this "
+              f"user's other programs")
     new_limit = max(needed * 2, 524288)
     fix = (f"raise the limit: echo fs.inotify.max_user_watches={new_limit} > /etc/sysctl.d/60-deepva-watch.conf && "
            "sysctl --system (or set watch: poll on the biggest folders)")
-    if needed > limit:
+    if needed > limit - in_use:
         yield Check("inotify", FAIL, detail + ": sub-folders past the limit would go unwatched", fix)
     elif needed > limit * WATCH_SHARE_WARN:
         yield Check("inotify", WARN, detail + ": close to the limit, shared with every other program of the user", fix)

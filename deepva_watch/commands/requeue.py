@@ -114,7 +114,7 @@ def _apply(ledger: Ledger, asset: Asset, decision: Target | Refusal, shown: str)
     return Result(shown, asset.asset_id, True, decision.why, asset.state, decision.state)
 
 
-def _named(config: Config, ledger: Ledger, paths: list[str]) -> list[tuple[LedgerPath, Asset | None]]:
+def _named(config: Config, ledger: Ledger, paths: Sequence[str]) -> list[tuple[LedgerPath, Asset | None]]:
     named = []
     for given in paths:
         where = ledger_path(config, given)

@@ -57,7 +57,8 @@ def api_health(config: Config, errors: list[Any]) -> dict[str, Any]:
             body = json.loads(error.read() or b"{}")
         except (OSError, ValueError) as error:
             return {"source": url, "reachable": False, "detail": f"the daemon's endpoint did not answer: {error}"}
-        return {"source": url, "reachable": True, "healthy": bool(body.get("healthy")), "reasons": body.get("reasons", [])}
+        return {"source": url, "reachable": True, "healthy": bool(body.get("healthy")), "status": body.get("status"),
+                "reasons": body.get("reasons", []), "warnings": body.get("warnings", [])}
     retrying = [asset for asset in errors if asset.state not in FINAL_STATES]
     latest = retrying[0] if retrying else None
     return {
@@ -88,4 +89,9 @@ def _print(report: dict[str, Any]) -> None:
     elif not api["reachable"]:
         print(f"API: unknown — {api['detail']}")
     else:
-        print("health: ok" if api["healthy"] else "health: UNHEALTHY — " + "; ".join(api["reasons"]))
+        if not api["healthy"]:
+            print("health: UNHEALTHY — " + "; ".join(api["reasons"]))
+        elif api["warnings"]:
+            print("health: DEGRADED — " + "; ".join(api["warnings"]))
+        else:
+            print("health: ok")

@@ -5,45 +5,45 @@ retryable failures (5xx, 429, timeouts, lost connections) are retried here with 
 see errors that survived the retries. The one exception is creating a job: ``POST /jobs/`` is not idempotent, so once
 the request may have reached the server we stop and report ``maybe_applied`` instead of risking a second job.
 
-Calls go through urllib3, the transport underneath ``requests``, without ``requests`` on top: its per-call work
-(merging session settings, runtime protocol checks) cost about three times the CPU of the exchange itself here, and a
-backlog makes three or four calls per file. What ``requests`` added that we want is done once, in :func:`_pool_for`.
+Calls go through a ``requests`` session whose connections are pooled for all of the daemon's workers. Redirects are
+never followed and requests' own retries are off: only this module knows whether a call may be sent again.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import re
 import ssl
 import time
-import urllib.request
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote
 
+import requests
 import structlog
-import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    DecodeError,
-    HTTPError,
-    IncompleteRead,
-    InvalidChunkLength,
-    LocationValueError,
-    NewConnectionError,
-    ProtocolError,
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from requests.exceptions import (
+    ChunkedEncodingError,
+    ConnectTimeout,
+    ContentDecodingError,
+    InvalidHeader,
     ProxyError,
-    ReadTimeoutError,
+    ReadTimeout,
+    RequestException,
     SSLError,
 )
+from urllib3.exceptions import InvalidHeader as InvalidResponseHeader
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from deepva_watch import __version__
 from deepva_watch.deepva import models
-from deepva_watch.deepva.connections import pool_manager
 from deepva_watch.deepva.errors import (
     DeepVAError,
     MalformedResponse,
@@ -95,9 +95,9 @@ class DeepVAClient:
         base_url: str,
         api_key: str,
         *,
-        pool: urllib3.PoolManager | None = None,
+        session: requests.Session | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         verify: bool | str = True,
@@ -105,21 +105,22 @@ class DeepVAClient:
         on_response: Callable[[str, str, int | None], None] | None = None,
     ) -> None:
         """``on_response(method, route, status)`` hears every exchange (status None: no HTTP answer), with the route
-        as a template (``/jobs/{id}/``), for metrics and health; it must not raise."""
+        as a template (``/jobs/{id}/``), for metrics and health; it must not raise.
+
+        ``verify`` is True (certifi's bundle), a CA bundle's path (``api.ca_bundle``) or False. A ``session`` passed in
+        is used as configured (adapters, proxies, cookies) and stays the caller's to close."""
         self.base_url = base_url.rstrip("/")
         self.on_response = on_response
         self._api_key = api_key
-        self._owns_pool = pool is None
-        self._pool = pool if pool is not None else _pool_for(self.base_url, verify)
-        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        self._retry = retry
+        self._auth = _KeyAuth(api_key)
+        self._owns_session = session is None
+        self._session = session if session is not None else _session()
+        self._timeout = timeout
+        self._verify = verify
+        self._retry = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
-        self._headers = {
-            "Authorization": f"Key {api_key}",
-            "Accept": "application/json",
-            "User-Agent": user_agent,
-        }
+        self._headers = {"Accept": "application/json", "User-Agent": user_agent}
 
     def __repr__(self) -> str:
         return f"DeepVAClient(base_url={redact(self.base_url, self._api_key)!r})"
@@ -132,7 +133,7 @@ class DeepVAClient:
     def set_api_key(self, api_key: str) -> None:
         """Use a new key from the next request on (the operator rotated it; no restart needed)."""
         self._api_key = api_key
-        self._headers = {**self._headers, "Authorization": f"Key {api_key}"}
+        self._auth = _KeyAuth(api_key)
 
     def __enter__(self) -> DeepVAClient:
         return self
@@ -141,9 +142,9 @@ class DeepVAClient:
         self.close()
 
     def close(self) -> None:
-        """Release pooled connections; a pool passed in by the caller stays the caller's to close."""
-        if self._owns_pool:
-            self._pool.clear()
+        """Release pooled connections; a session passed in by the caller stays the caller's to close."""
+        if self._owns_session:
+            self._session.close()
 
     # -- jobs -------------------------------------------------------------------------------------------------------
 
@@ -339,35 +340,31 @@ class DeepVAClient:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _attempt(self, call: _Call) -> tuple[_Reply | None, DeepVAError | None]:
-        """One HTTP exchange. Errors are returned, not raised, so they never carry a ``urllib3`` exception along.
+        """One HTTP exchange. Errors are returned, not raised, so they never carry a transport exception along.
 
         Redirects are not followed: the API has none, and following one would carry the key to wherever it points.
         """
-        url = self.base_url + call.path
-        if call.params:
-            url += "?" + urlencode(call.params)
         headers = self._headers
         body: Any = None
-        if call.body is not None:
-            headers = {**headers, "Content-Type": call.body.content_type, "Content-Length": str(len(call.body))}
+        if call.body is not None:  # requests sends it with a Content-Length from len(), in the chunks it yields
+            headers = {**headers, "Content-Type": call.body.content_type}
             body = call.body
         elif call.json_body is not None:
             headers = {**headers, "Content-Type": "application/json"}
             body = json.dumps(call.json_body).encode("utf-8")
         transport_error: TransportError | None = None
         try:
-            raw = self._pool.urlopen(call.method, url, body=body, headers=headers, timeout=self._timeout,
-                                     retries=False, redirect=False)
-        except HTTPError as exc:
+            raw = self._session.request(
+                call.method, self.base_url + call.path, params=call.params, data=body, headers=headers,
+                auth=self._auth, timeout=self._timeout, verify=self._verify, allow_redirects=False,
+            )
+        # ValueError: a header http.client refuses (a key with a line break); never its text, it is the key
+        except (RequestException, ValueError) as exc:
             transport_error = _transport_error(call, exc)
-        except ValueError as exc:  # a header http.client refuses (a key with a line break): never its text, it is the key
-            transport_error = TransportError(call.method, call.path, reason=f"invalid request ({type(exc).__name__})",
-                                             maybe_applied=False)
-            transport_error.retryable = False
         if transport_error is not None:
             self._heard(call, None)
             return None, transport_error
-        response = _Reply(raw.status, raw.headers, raw.data)
+        response = _Reply(raw.status_code, raw.headers, raw.content)
         self._heard(call, response.status_code)
         if 200 <= response.status_code < 300:
             return response, None
@@ -463,9 +460,16 @@ def client_for(api: ApiConfig, api_key: str, **options: Any) -> DeepVAClient:
         api.url, api_key,
         timeout=(api.connect_timeout_seconds, api.read_timeout_seconds),
         retry=RetryPolicy(attempts=max(1, api.retries)),
-        verify=str(api.ca_bundle) if api.ca_bundle else True,
+        verify=str(api.ca_bundle) if api.ca_bundle else system_ca_bundle() or True,
         **options,
     )
+
+
+def system_ca_bundle() -> str | None:
+    """The machine's own CA bundle (public roots and any CA the operator added), where it has one: an on-prem server
+    whose CA the machine trusts then works without ``api.ca_bundle``. None: fall back to certifi's bundle."""
+    cafile = ssl.get_default_verify_paths().cafile
+    return cafile if cafile and os.path.isfile(cafile) else None
 
 
 def _redirect_error(call: _Call, response: _Reply, secret: str) -> MalformedResponse:
@@ -496,8 +500,12 @@ change the answer, so :meth:`DeepVAClient._send` does not; the error stays retry
 since the operator may install the CA bundle or the server may get a proper certificate."""
 
 
-def _certificate_rejected(exc: BaseException) -> bool:
-    """Whether an SSL failure was our verification of the server's certificate (not a handshake cut short)."""
+def _caused_by(exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or anything it wraps (cause, context, arguments, urllib3's ``reason``) is one of ``kinds``.
+
+    requests wraps urllib3's exceptions, which wrap the socket's and ssl's; only the innermost tell a refused connection
+    from a lost one, or a rejected certificate from a handshake cut short.
+    """
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -505,7 +513,7 @@ def _certificate_rejected(exc: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
+        if isinstance(current, kinds):
             return True
         if isinstance(current, BaseException):
             pending.extend([current.__cause__, current.__context__, *current.args])
@@ -515,43 +523,34 @@ def _certificate_rejected(exc: BaseException) -> bool:
     return False
 
 
+class _KeyAuth(AuthBase):
+    """``Authorization: Key …`` on every request. Passed as ``auth``, it also keeps requests from putting credentials
+    of its own (from ``~/.netrc``) in the key's place."""
+
+    def __init__(self, api_key: str) -> None:
+        self._header = f"Key {api_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "_KeyAuth(***)"
+
+
+def _session() -> requests.Session:
+    """A session for one DeepVA endpoint: pooled connections for every worker, no retries of its own (the client
+    decides), no cookies kept (the key is the only state). Proxies come from ``HTTPS_PROXY``, ``HTTP_PROXY`` and
+    ``NO_PROXY``, as requests reads them."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
 _ID_SEGMENT = re.compile(r"^/(jobs|storage)/[^/]+/")
-
-
-def _pool_for(base_url: str, verify: bool | str) -> urllib3.PoolManager:
-    """Connections for one DeepVA endpoint, through the proxy the environment names for it (``HTTPS_PROXY``,
-    ``HTTP_PROXY``, ``NO_PROXY``), read once here rather than on every call.
-
-    Certificates are checked against ``verify`` when it names a CA bundle (``api.ca_bundle``), otherwise against the
-    system's trust store and certifi's bundle together: an on-prem server whose CA the machine trusts works, and so
-    does the public service on a machine without a system store.
-    """
-    tls: dict[str, Any] = {}
-    if urlsplit(base_url).scheme == "https":  # plain HTTP (an on-prem server, the emulator) loads no trust store
-        tls = {"cert_reqs": "CERT_NONE"} if verify is False else {
-            "cert_reqs": "CERT_REQUIRED", "ssl_context": _tls_context(verify if isinstance(verify, str) else None)}
-    options: dict[str, Any] = {"num_pools": 4, "maxsize": POOL_SIZE, "retries": False, **tls}
-    return pool_manager(_proxy_for(base_url), **options)
-
-
-def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    if ca_bundle is not None:
-        return ssl.create_default_context(cafile=ca_bundle)
-    context = ssl.create_default_context()
-    try:
-        import certifi
-    except ImportError:  # the system store alone
-        return context
-    context.load_verify_locations(cafile=certifi.where())
-    return context
-
-
-def _proxy_for(base_url: str) -> str | None:
-    parts = urlsplit(base_url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return proxy
 
 
 def _route(path: str) -> str:
@@ -564,30 +563,32 @@ def _segment(identifier: str) -> str:
     return quote(str(identifier), safe="")
 
 
-def _transport_error(call: _Call, exc: HTTPError) -> TransportError:
-    """Describe a transport failure in our own words, deciding whether the server may have seen the request."""
-    if isinstance(exc, NewConnectionError):  # before its base class: refused, unreachable, unknown name
-        return TransportError(call.method, call.path, reason="could not connect", maybe_applied=False)
-    if isinstance(exc, ConnectTimeoutError):
-        return TransportError(call.method, call.path, reason="connect timed out", maybe_applied=False)
-    if isinstance(exc, ReadTimeoutError):
-        return TransportError(call.method, call.path, reason="timed out waiting for the response", maybe_applied=True)
+def _transport_error(call: _Call, exc: RequestException | ValueError) -> TransportError:
+    """Describe a transport failure in our own words (never the exception's, which may hold the URL and headers),
+    deciding whether the server may have seen the request."""
+    method, path = call.method, call.path
     if isinstance(exc, SSLError):
-        if _certificate_rejected(exc):
-            return UntrustedCertificate(call.method, call.path)
-        return TransportError(call.method, call.path, reason="TLS error", maybe_applied=True)
+        if _caused_by(exc, ssl.SSLCertVerificationError):
+            return UntrustedCertificate(method, path)
+        return TransportError(method, path, reason="TLS error", maybe_applied=True)
     if isinstance(exc, ProxyError):
-        return TransportError(call.method, call.path, reason="proxy error", maybe_applied=True)
-    cut_off = (IncompleteRead, InvalidChunkLength, http.client.IncompleteRead)
-    if isinstance(exc, (*cut_off, DecodeError)) or (
-        isinstance(exc, ProtocolError) and any(isinstance(arg, cut_off) for arg in exc.args)
-    ):
-        return TransportError(call.method, call.path, reason="response cut off", maybe_applied=True)
-    if isinstance(exc, ProtocolError):
-        return TransportError(call.method, call.path, reason="connection lost", maybe_applied=True)
-    if isinstance(exc, LocationValueError):
-        error = TransportError(call.method, call.path, reason=f"invalid request ({type(exc).__name__})",
-                               maybe_applied=False)
+        return TransportError(method, path, reason="proxy error", maybe_applied=True)
+    if isinstance(exc, ConnectTimeout):
+        return TransportError(method, path, reason="connect timed out", maybe_applied=False)
+    timed_out = isinstance(exc, ReadTimeout) or (
+        isinstance(exc, requests.ConnectionError) and _caused_by(exc, ReadTimeoutError))  # while reading the body
+    if timed_out:
+        return TransportError(method, path, reason="timed out waiting for the response", maybe_applied=True)
+    if isinstance(exc, (ChunkedEncodingError, ContentDecodingError)) or _caused_by(exc, http.client.IncompleteRead):
+        return TransportError(method, path, reason="response cut off", maybe_applied=True)
+    if isinstance(exc, requests.ConnectionError):
+        if _caused_by(exc, NewConnectionError):  # refused, unreachable, unknown name: nothing was sent
+            return TransportError(method, path, reason="could not connect", maybe_applied=False)
+        return TransportError(method, path, reason="connection lost", maybe_applied=True)
+    if isinstance(exc, InvalidHeader) and _caused_by(exc, InvalidResponseHeader):  # the answer's headers, not ours
+        return TransportError(method, path, reason="invalid response headers", maybe_applied=True)
+    if isinstance(exc, ValueError):  # refused before sending: a bad URL or header
+        error = TransportError(method, path, reason=f"invalid request ({type(exc).__name__})", maybe_applied=False)
         error.retryable = False
         return error
-    return TransportError(call.method, call.path, reason=f"request failed ({type(exc).__name__})", maybe_applied=True)
+    return TransportError(method, path, reason=f"request failed ({type(exc).__name__})", maybe_applied=True)

@@ -5,7 +5,7 @@ server said how long to wait), is the request or file itself bad (permanent), or
 (:class:`NotAuthenticated`). The classes below answer that without the caller looking at status codes.
 
 Exception text is built here and only here, from parts we control: a method, a path without its query, a status, and a
-cleaned excerpt of the body. We never format a transport (urllib3) exception, because those can carry the request URL
+cleaned excerpt of the body. We never format a transport (requests) exception, because those can carry the request URL
 and headers, and the API key must not reach a log line or a traceback.
 """
 
@@ -95,7 +95,7 @@ class DeepVAError(Exception):
 def _rebuild(cls: type[DeepVAError], state: dict[str, object]) -> DeepVAError:
     error = cls.__new__(cls)
     error.__dict__.update(state)
-    Exception.__init__(error, error._line())
+    Exception.__init__(error, str(error))
     return error
 
 

@@ -102,7 +102,7 @@ class Part:
         if self._finished:
             return
         self._finished = True
-        yield from self._reader._body_chunks()
+        yield from self._reader.body_chunks()
 
     def read_text(self, limit: int = 64 * 1024) -> str:
         """For small form fields such as ``folder``; a field above ``limit`` bytes is refused rather than buffered."""
@@ -173,7 +173,7 @@ class MultipartReader:
     # -- grammar -----------------------------------------------------------------------------------------------
 
     def _skip_preamble(self) -> None:
-        for _ in self._body_chunks():
+        for _ in self.body_chunks():
             pass
 
     def _after_delimiter(self) -> bool:
@@ -230,7 +230,7 @@ class MultipartReader:
             fields=fields,
         )
 
-    def _body_chunks(self) -> Iterator[memoryview]:
+    def body_chunks(self) -> Iterator[memoryview]:
         delimiter = self._delimiter
         keep = len(delimiter) - 1
         while True:

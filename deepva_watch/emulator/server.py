@@ -24,13 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
-from http.client import LineTooLong
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
-
-from deepva_watch.httpheaders import MalformedHeader, TooManyHeaders, read_headers
 
 from . import render
 from .bodies import BodyError, ChunkedBody, EmptyBody, LengthLimitedBody, Readable
@@ -382,40 +379,6 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return SERVER_NAME
-
-    def parse_request(self) -> bool:
-        """The standard checks of the request line (HTTP/1.0 and 1.1 only), with the headers read by
-        :func:`read_headers` instead of the email parser."""
-        self.command = None
-        self.request_version = self.default_request_version
-        self.close_connection = True
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = self.requestline.split()
-        if not words:
-            return False
-        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-            self.request_version = "HTTP/1.0"  # so that the refusal has a status line (HTTP/0.9 had none)
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request ({self.requestline[:200]!r})")
-            return False
-        self.command, self.path, self.request_version = words
-        if self.path.startswith("//"):  # as the standard handler: never read as a host name
-            self.path = "/" + self.path.lstrip("/")
-        try:
-            self.headers = read_headers(self.rfile)
-        except MalformedHeader as problem:
-            self.send_error(HTTPStatus.BAD_REQUEST, "Malformed header", str(problem))
-            return False
-        except LineTooLong:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-            return False
-        except TooManyHeaders:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
-            return False
-        connection = self.headers.get("Connection", "").lower()
-        self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0" and connection != "keep-alive")
-        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
-            return self.handle_expect_100()
-        return True
 
     def setup(self) -> None:
         super().setup()

@@ -124,7 +124,7 @@ class Emulator:
 
     @property
     def data_dir(self) -> Path:
-        return self._running_state()._storage_dir.parent
+        return self._running_state().storage_dir.parent
 
     def stats(self) -> dict[str, Any]:
         """The same counters as ``GET /_emulator/stats``."""

@@ -113,9 +113,9 @@ class EmulatorState:
         self._next_object_id = 1
         self._next_sequence = 1
         self._counters = Counters()
-        self._storage_dir = data_dir / "storage"
+        self.storage_dir = data_dir / "storage"
         self._incoming_dir = data_dir / "incoming"
-        self._storage_dir.mkdir(parents=True, exist_ok=True)
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
         self._incoming_dir.mkdir(parents=True, exist_ok=True)
         self._awaiting_webhooks: dict[str, JobRecord] = {}
         self._resolver = SourceResolver(
@@ -286,7 +286,7 @@ class EmulatorState:
             object_id = self._next_object_id
             self._next_object_id += 1
             url = STORAGE_SCHEME + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(20))
-        path = self._storage_dir / f"{object_id}-{url.removeprefix(STORAGE_SCHEME)}"
+        path = self.storage_dir / f"{object_id}-{url.removeprefix(STORAGE_SCHEME)}"
         shutil.move(incoming, path)
         stored = StoredObject(object_id, url, name, folder, path, size, media_type, upload_failed)
         with self._lock:

@@ -169,8 +169,9 @@ def probe_with_ffprobe(path: Path, mime: str, kind: MediaKind) -> MediaFacts | N
         return None
     if not isinstance(report, dict):
         return None
-    streams = [stream for stream in report.get("streams") or [] if isinstance(stream, dict)]
-    container = report.get("format") if isinstance(report.get("format"), dict) else {}
+    streams: list[Mapping[str, Any]] = [stream for stream in report.get("streams") or [] if isinstance(stream, dict)]
+    found = report.get("format")
+    container: Mapping[str, Any] = found if isinstance(found, dict) else {}
     picture = next((stream for stream in streams if stream.get("codec_type") == "video"), None)
     if picture is None:
         return MediaFacts(kind=kind, mime=mime)

@@ -1,9 +1,10 @@
 """Is the service doing its job? The answer /healthz gives, and the reasons when it is not.
 
 Health is deliberately narrower than "no errors": one file DeepVA cannot read is that file's problem, not the
-service's. The service is unhealthy when a whole folder is paused (its share dropped), when *every* call to DeepVA has
-failed for longer than ``metrics.api_failure_seconds`` (key revoked, network gone, DeepVA down), or when the ledger
-cannot be written (disk full, read-only mount), because then nothing moves at all.
+service's. The service is unhealthy (red) when a whole folder is paused (its share dropped), when *every* call to
+DeepVA has failed for longer than ``metrics.api_failure_seconds`` (key revoked, network gone, DeepVA down), or when the
+ledger cannot be written (disk full, read-only mount), because then nothing moves at all. It is degraded (amber)
+when everything still moves but not as configured: a folder whose events went deaf and is polled instead.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ class FolderState(Protocol):
     @property
     def last_scan_at(self) -> float | None: ...
 
+    @property
+    def warning(self) -> str: ...
+
+    @property
+    def events_missed(self) -> int: ...
+
 #: Statuses that mean "DeepVA is not working for us", as opposed to "this one request was wrong" (400, 404, 409 ...):
 #: no answer at all (None), server errors, a refused key, and rate limiting.
 API_DOWN_STATUSES = frozenset({401, 403, 429})
@@ -47,9 +54,18 @@ def is_api_failure(status: int | None) -> bool:
 class HealthReport:
     healthy: bool
     reasons: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """``ok`` (green), ``degraded`` (amber: working, not as configured) or ``unhealthy`` (red)."""
+        if not self.healthy:
+            return "unhealthy"
+        return "degraded" if self.warnings else "ok"
 
     def as_json(self) -> dict[str, object]:
-        return {"status": "ok" if self.healthy else "unhealthy", "healthy": self.healthy, "reasons": list(self.reasons)}
+        return {"status": self.status, "healthy": self.healthy, "reasons": list(self.reasons),
+                "warnings": list(self.warnings)}
 
 
 class Health:
@@ -104,9 +120,12 @@ class Health:
 
     def check(self) -> HealthReport:
         reasons: list[str] = []
+        warnings: list[str] = []
         for folder in self.folder_statuses():
             if folder.paused:
                 reasons.append(f"folder {folder.folder} is paused: {folder.reason or 'no reason given'}")
+            elif folder.warning:
+                warnings.append(f"folder {folder.folder}: {folder.warning}")
         paused = self.api_paused()
         if paused:
             reasons.append(f"all DeepVA work is paused: {paused}")
@@ -118,7 +137,7 @@ class Health:
         problem = self.ledger_problem()
         if problem:
             reasons.append(f"ledger not writable: {problem}")
-        return HealthReport(not reasons, tuple(reasons))
+        return HealthReport(not reasons, tuple(reasons), tuple(warnings))
 
 
 MIN_FREE_BYTES = 16 * 1024 * 1024

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from deepva_watch import __version__
@@ -49,7 +49,7 @@ class _LedgerCollector(Collector):
         self.folder_statuses = folder_statuses
         self.clock = clock
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         try:
             counts = self.counts()
         except Exception as error:  # a locked or broken ledger must not take the whole scrape down
@@ -71,13 +71,25 @@ class _LedgerCollector(Collector):
             "deepva_watch_folder_last_scan_age_seconds", "Seconds since each folder's last complete scan.", labels=["folder"]
         )
         paused = GaugeMetricFamily("deepva_watch_folder_paused", "1 while a folder is paused (its share is missing).", labels=["folder"])
+        degraded = GaugeMetricFamily(
+            "deepva_watch_folder_degraded", "1 while a folder works but not as configured (events went deaf: polled).",
+            labels=["folder"],
+        )
+        missed = CounterMetricFamily(
+            "deepva_watch_events_missed", "Files a periodic reconcile found that no file-system event announced.",
+            labels=["folder"],
+        )
         now = self.clock()
         for status in statuses:
             if status.last_scan_at is not None:
                 age.add_metric([status.folder], max(0.0, now - status.last_scan_at))
             paused.add_metric([status.folder], 1 if status.paused else 0)
+            degraded.add_metric([status.folder], 1 if status.warning else 0)
+            missed.add_metric([status.folder], status.events_missed)
         yield age
         yield paused
+        yield degraded
+        yield missed
 
 
 class Metrics:

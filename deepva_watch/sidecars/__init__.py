@@ -52,7 +52,7 @@ __all__ = [
 _FAILED_STATES = ("failed", "stopped")
 
 
-class _ClaimLocks:
+class ClaimLocks:
     """Deciding who owns a stem sidecar and then writing it must not interleave with another worker doing the same for
     the proxy of the same clip. Every XMP name a media file may take (``clip.mov.xmp``, ``clip.xmp``) starts with its
     name up to the first dot, so one lock per folder and such a prefix (case-folded, for shares that ignore case)
@@ -78,8 +78,13 @@ class _ClaimLocks:
                 if not users[0]:
                     del self._held[key]
 
+    def in_use(self) -> int:
+        """How many names are locked or waited for right now."""
+        with self._guard:
+            return len(self._held)
 
-_XMP_CLAIMS = _ClaimLocks()
+
+XMP_CLAIMS = ClaimLocks()
 
 
 def publish_results(
@@ -129,7 +134,7 @@ def publish_results(
 
     _ensure_folder(xmp_planned.parent, media_path)
     collected = collector.finish()
-    with _XMP_CLAIMS.holding(xmp_planned.parent, media_path.name):
+    with XMP_CLAIMS.holding(xmp_planned.parent, media_path.name):
         stem_form = xmp_form(settings.naming, media.kind) == "stem"
         claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=stem_form)
         content = XmpContent(

@@ -74,7 +74,7 @@ class ExistingSidecar:
         found = self._dvw(local)
         return text_of(found[0]) if found else None
 
-    def _dvw_bag(self, local: str) -> set[str]:
+    def dvw_bag(self, local: str) -> set[str]:
         return {text for prop in self._dvw(local) for text in array_texts(prop)}
 
     @property
@@ -119,11 +119,11 @@ class _Owned:
         if existing is None or not existing.written_by_us:
             return cls()
         return cls(
-            subjects=existing._dvw_bag("OwnedSubjects"),
-            hierarchical=existing._dvw_bag("OwnedHierarchical"),
-            people=existing._dvw_bag("OwnedPeople"),
-            regions=existing._dvw_bag("OwnedRegions"),
-            properties=existing._dvw_bag("OwnedProperties"),
+            subjects=existing.dvw_bag("OwnedSubjects"),
+            hierarchical=existing.dvw_bag("OwnedHierarchical"),
+            people=existing.dvw_bag("OwnedPeople"),
+            regions=existing.dvw_bag("OwnedRegions"),
+            properties=existing.dvw_bag("OwnedProperties"),
         )
 
 

@@ -245,21 +245,22 @@ def record_sighting(ledger: Ledger, folder: FolderConfig, sighting: Sighting, no
     return observation
 
 
-def record_sightings(ledger: Ledger, folder: FolderConfig, sightings: Iterable[Sighting], now: float) -> int:
-    """Record many sightings: never-seen paths in one transaction, the rest one by one. Returns how many were new."""
+def record_sightings(ledger: Ledger, folder: FolderConfig, sightings: Iterable[Sighting], now: float) -> list[str]:
+    """Record many sightings: never-seen paths in one transaction, the rest one by one. Returns the paths that got a
+    new version."""
     key = folder_key(folder)
     batch = [(s.relpath, s.size, s.mtime_ns) for s in sightings]
     if not batch:
-        return 0
+        return []
     inserted, leftover = ledger.observe_new_paths(key, batch, now)
     for relpath, asset_id in inserted[:50]:
         log.info("discovered", folder=key, path=relpath, asset_id=asset_id, outcome="new")
     if len(inserted) > 50:
         log.info("discovered_many", folder=key, files=len(inserted), note="only the first 50 are logged one by one")
-    new = len(inserted)
+    new = [relpath for relpath, _ in inserted]
     for relpath, size, mtime_ns in leftover:
         if record_sighting(ledger, folder, Sighting(relpath, size, mtime_ns), now).outcome in ("new", "revived"):
-            new += 1
+            new.append(relpath)
     return new
 
 
@@ -336,8 +337,8 @@ def apply_scan(
     *,
     previous: Mapping[str, tuple[int, int]] | None = None,
     unreadable: Iterable[str] = (),
-) -> tuple[int, int]:
-    """Bring the ledger in line with one scan. Returns (new versions, versions marked gone).
+) -> tuple[list[str], int]:
+    """Bring the ledger in line with one scan. Returns (paths with a new version, versions marked gone).
 
     With ``previous`` (the last scan, while polling) only the difference between the two scans is looked at; without
     it the scan is reconciled with the ledger itself, which costs one query however big the folder is. Files below an

@@ -97,7 +97,7 @@ _batch = threading.local()
 
 def publish(services: Services, asset: Asset) -> Outcome:
     try:
-        started = getattr(_batch, "started", {}).pop(asset.id, None)
+        started: Outcome | Callable[[], WrittenSidecars] | None = getattr(_batch, "started", {}).pop(asset.id, None)
         if started is None:
             started = _start(services, asset)
         if not callable(started):
@@ -134,7 +134,8 @@ def _start(services: Services, asset: Asset) -> Outcome | Callable[[], WrittenSi
         settings=sidecar_settings(folder), provenance=_provenance(services, asset),
     )
     if services.publisher is not None:
-        return services.publisher.submit(job).result
+        pending: Callable[[], WrittenSidecars] = services.publisher.submit(job).result
+        return pending
     return partial(write_sidecars, services.client, job)
 
 
@@ -143,11 +144,12 @@ def write_sidecars(client: Any, job: SidecarJob) -> WrittenSidecars:
     in the daemon, or in its publishing process (:mod:`deepva_watch.stages.publish_process`)."""
     found = job.job or client.get_job(job.job_id)
     media = probe(job.media_path, job.mime, job.kind)
-    common = dict(watch_root=job.watch_root, settings=job.settings, provenance=job.provenance)
     if job.completed:
         segments = client.iter_detailed_results(found.id, page_size=DETAILED_PAGE_SIZE)
-        return publish_results(job.media_path, job=found, media=media, segments=segments, **common)
-    return publish_failure(job.media_path, job=found, errors=job.errors, media=media, **common)
+        return publish_results(job.media_path, job=found, media=media, segments=segments, watch_root=job.watch_root,
+                               settings=job.settings, provenance=job.provenance)
+    return publish_failure(job.media_path, job=found, errors=job.errors, media=media, watch_root=job.watch_root,
+                           settings=job.settings, provenance=job.provenance)
 
 
 def _deletions_owed(services: Services, asset: Asset) -> tuple[bool, bool]:

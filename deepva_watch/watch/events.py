@@ -17,6 +17,7 @@ from typing import Callable
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -29,8 +30,10 @@ from watchdog.events import (
 #: and close-without-write are left out on purpose, and watchdog builds the inotify mask from this list: a large copy
 #: raises thousands of modify events, and with watchdog's default mask merely listing ~4,500 folders (watchdog's own
 #: start-up walk opens each) overflows the kernel queue. Our own reads (hashing, uploading) raise nothing either.
+#: ``EventsLostEvent`` (a kernel queue overflow) reaches the handler only when the filter lists it.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent,
+    EventsLostEvent,
 ]
 
 
@@ -46,12 +49,19 @@ class Hint:
 class HintQueue(FileSystemEventHandler):
     """The watchdog handler: turns events into hints and wakes the worker. Never blocks, never raises."""
 
-    def __init__(self, wake: threading.Event, ignore: Callable[[str], bool] = lambda name: False) -> None:
-        """``ignore(name)``: file names whose events cannot matter (our own sidecars and temporary files)."""
+    def __init__(self, wake: threading.Event, ignore: Callable[[str], bool] = lambda name: False,
+                 on_lost: Callable[[], None] = lambda: None) -> None:
+        """``ignore(name)``: file names whose events cannot matter (our own sidecars and temporary files);
+        ``on_lost()``: the kernel dropped events (its queue overflowed), so only a rescan can find what they said."""
         self._hints: deque[Hint] = deque()
         self._wake = wake
         self._ignore = ignore
+        self._on_lost = on_lost
         self.enabled = True
+
+    def on_events_lost(self, event: EventsLostEvent) -> None:
+        if self.enabled:
+            self._on_lost()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if not self.enabled:

@@ -15,8 +15,11 @@ What the worker does, each time it wakes (on an event, a request, or at least ev
    different directory (a remount) gets fresh inotify watches.
 2. **Events** (inotify, local disks): the hints queued by watchdog's thread are statted and recorded in batches.
    An overflow of the kernel queue, or a folder moved in, asks for a scan. A slow periodic rescan
-   (``rescan_interval_seconds``) reconciles with the ledger anyway: events are only hints. Hitting the inotify watch
-   limit switches the folder to polling, with a warning naming the sysctl to raise.
+   (``rescan_interval_seconds``) reconciles with the ledger anyway: events are only hints, and the reconcile is their
+   witness. When it finds files that no event announced, events have gone deaf (a watch limit, a file system that
+   hides changes, a library that stopped delivering): that is logged as an error, counted, shown in health, and the
+   folder is polled until the next start. A tree too big for the inotify watch limit is polled from the start, with
+   a warning naming the sysctl to raise.
 3. **Polling** (SMB, NFS, FUSE): every ``poll_interval_seconds`` a scan is compared with the previous one in memory;
    every ``rescan_interval_seconds`` with the ledger itself.
 """
@@ -31,7 +34,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import structlog
 
@@ -52,8 +55,9 @@ from deepva_watch.stages.discover import (
     sighting_for,
 )
 from deepva_watch.watch.events import EVENT_FILTER, HintQueue
-from deepva_watch.watch.inotify import WATCH_LIMIT_SYSCTL, WatchReport, start_observer
+from deepva_watch.watch.limits import MAX_USER_WATCHES, WATCH_LIMIT_SYSCTL, watch_budget
 from deepva_watch.watch.mounts import MOUNTINFO, ModeChoice, choose_mode
+from deepva_watch.watch.observer import ObserverFactory, RunningObserver, start_observer
 
 log = structlog.get_logger("deepva_watch.watch")
 
@@ -62,8 +66,8 @@ HEALTH_CHECK_SECONDS = 1.0
 #: A root that lists as completely empty while the ledger knows at least this many files in it is taken for a share
 #: that dropped (the empty mount point shows through), not for an operator who deleted everything.
 EMPTY_GUARD_FILES = 10
-
-ObserverFactory = Callable[..., Any]
+#: A file that appeared at least this long before a periodic reconcile began should have been announced by an event.
+MISSED_EVENT_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,12 @@ class FolderStatus:
     files_seen: int
     why_mode: str = ""
     fstype: str | None = None
-    watches: int = 0
     overflows: int = 0
     scans: int = 0
+    events_missed: int = 0
+    """Files the periodic reconcile found that no event had announced."""
+    warning: str = ""
+    """Why the folder is degraded although it works (events went deaf and it is polled instead); empty when not."""
 
 
 class FolderWatch:
@@ -93,6 +100,7 @@ class FolderWatch:
         *,
         mountinfo: Path = MOUNTINFO,
         observer_factory: ObserverFactory = start_observer,
+        watch_limit_file: Path = MAX_USER_WATCHES,
     ) -> None:
         self.folder = folder
         self.ledger = ledger
@@ -102,12 +110,11 @@ class FolderWatch:
         self.root = folder.path.absolute()
         self._mountinfo = mountinfo
         self._observer_factory = observer_factory
+        self._watch_limit_file = watch_limit_file
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._hints = HintQueue(self._wake, ignore=never_recorded)
-        self._report = WatchReport(on_overflow=self._on_overflow, on_watch_limit=self._on_watch_limit,
-                                   ignore_name=never_recorded)
-        self._observer: Any = None
+        self._hints = HintQueue(self._wake, ignore=never_recorded, on_lost=self._on_overflow)
+        self._observer: RunningObserver | None = None
         self._thread: threading.Thread | None = None
         self._choice: ModeChoice | None = None
         self._mode = "starting"
@@ -117,13 +124,14 @@ class FolderWatch:
         self._rescan_reasons: set[str] = set()
         self._reasons_lock = threading.Lock()
         self._folders_in: set[str] = set()
-        self._watch_limit_at: str | None = None
         self._next_scan = 0.0
-        self._next_reconcile = 0.0
+        self._next_reconcile = float("inf")  # the first scan is asked for by start()
         self._last_scan_at: float | None = None
         self._files_seen = 0
         self._overflows = 0
         self._scans = 0
+        self._events_missed = 0
+        self._warning = ""
         self.scanned = threading.Event()  # set after the first completed scan; tests and benchmarks wait on it
 
     # -- what the daemon calls ------------------------------------------------------------------------------------
@@ -160,22 +168,16 @@ class FolderWatch:
             files_seen=self._files_seen,
             why_mode=choice.reason if choice else "",
             fstype=choice.fstype if choice else None,
-            watches=self._report.watches if self._observer is not None else 0,
             overflows=self._overflows,
             scans=self._scans,
+            events_missed=self._events_missed,
+            warning=self._warning,
         )
 
     # -- requests from other threads ------------------------------------------------------------------------------
 
     def request_rescan(self, reason: str = "requested") -> None:
         self._request_scan(reason)
-
-    def simulate_overflow(self) -> None:
-        """Exactly what the kernel's IN_Q_OVERFLOW leads to (watchdog re-adds its watches, we rescan); for tests."""
-        if self._observer is not None and hasattr(self._observer, "simulate_overflow"):
-            self._observer.simulate_overflow()
-        else:
-            self._on_overflow()
 
     def _request_scan(self, reason: str) -> None:
         with self._reasons_lock:
@@ -185,10 +187,6 @@ class FolderWatch:
     def _on_overflow(self) -> None:  # watchdog's thread
         self._overflows += 1
         self._request_scan("event queue overflow")
-
-    def _on_watch_limit(self, path: str) -> None:  # watchdog's thread, or ours during start
-        self._watch_limit_at = path
-        self._wake.set()
 
     # -- the worker ------------------------------------------------------------------------------------------------
 
@@ -225,23 +223,19 @@ class FolderWatch:
         if not self._healthy():
             return
         if self._mode == "events":
-            if self._watch_limit_at is not None:
-                self._fall_back_to_polling(self._watch_limit_at)
-            elif self._observer is None:
+            if self._observer is None:
                 self._start_observer()
+            self._apply_hints()  # first: a reconcile must only find what no event announced
         now_mono = time.monotonic()
         with self._reasons_lock:
             reasons, self._rescan_reasons = self._rescan_reasons, set()
         if now_mono >= self._next_reconcile:
             reasons.add("periodic reconcile")
         if reasons:
-            self._hints.clear()  # a full scan covers everything they could tell; later ones are handled next time
             self._folders_in.clear()
-            self._scan(reconcile=True, why=", ".join(sorted(reasons)))
+            self._scan(reconcile=True, why=", ".join(sorted(reasons)), witness=reasons == {"periodic reconcile"})
         elif self._mode == "poll" and now_mono >= self._next_scan:
             self._scan(reconcile=False, why="poll")
-        elif self._mode == "events":
-            self._apply_hints()
 
     # -- health and pausing ----------------------------------------------------------------------------------------
 
@@ -302,30 +296,48 @@ class FolderWatch:
     # -- events ----------------------------------------------------------------------------------------------------
 
     def _start_observer(self) -> None:
+        budget = watch_budget(self.root, recursive=self.folder.recursive, follow_symlinks=self.folder.follow_symlinks,
+                              limit_file=self._watch_limit_file)
+        if budget is not None and not budget.fits:
+            self._fall_back_to_polling(budget.describe())
+            return
         self._hints.enabled = True
         try:
             self._observer = self._observer_factory(
-                str(self.root), self._hints, self._report, recursive=self.folder.recursive,
+                str(self.root), self._hints, recursive=self.folder.recursive,
                 follow_symlinks=self.folder.follow_symlinks, event_filter=EVENT_FILTER,
             )
         except OSError as error:
             if error.errno == errno.ENOSPC:
-                self._fall_back_to_polling(str(self.root))
+                self._fall_back_to_polling("the watch limit was reached watching the folder itself")
                 return
             log.warning("events_unavailable", error=error.strerror or repr(error), note="polling this folder instead")
             self._mode = "poll"
             return
         self._request_scan("watches up")  # anything written before the watches were in place
 
-    def _fall_back_to_polling(self, path: str) -> None:
-        log.warning("inotify_watch_limit", at=path, watches=self._report.watches,
-                    note=f"the inotify watch limit is reached; polling this folder instead. Raise it with "
-                         f"'sysctl -w {WATCH_LIMIT_SYSCTL}=524288' (and in /etc/sysctl.d/) to use events again")
+    def _fall_back_to_polling(self, detail: str) -> None:
+        log.warning("inotify_watch_limit", detail=detail,
+                    note=f"the tree does not fit in the inotify watch limit; polling this folder instead. Raise it "
+                         f"with 'sysctl -w {WATCH_LIMIT_SYSCTL}=524288' (and in /etc/sysctl.d/) to use events again")
+        self._switch_to_polling("switched to polling")
+
+    def _switch_to_polling(self, why: str) -> None:
         self._stop_observer()
-        self._watch_limit_at = None
+        self._hints.clear()
         self._mode = "poll"
         self._next_scan = 0.0
-        self._request_scan("switched to polling")
+        self._request_scan(why)
+
+    def _events_went_deaf(self, missed: list[str]) -> None:
+        """The reconcile found files that no event announced: say so loudly and poll from now on."""
+        self._events_missed += len(missed)
+        self._warning = (f"events stopped arriving: the periodic reconcile found {len(missed)} file(s) that no event "
+                         f"announced; the folder is polled until the next start")
+        log.error("events_missed", files=len(missed), examples=missed[:5],
+                  note="file-system events did not report these files; polling this folder until the next start. "
+                       "Check 'deepva-watch doctor' for the folder's events probe, or set watch: poll")
+        self._switch_to_polling("events went deaf")
 
     def _stop_observer(self) -> None:
         observer, self._observer = self._observer, None
@@ -380,12 +392,14 @@ class FolderWatch:
         if sightings:
             self.on_sighting()
         if new:
-            log.debug("events_applied", hints=len(hints), new=new)
+            log.debug("events_applied", hints=len(hints), new=len(new))
 
     # -- scans -----------------------------------------------------------------------------------------------------
 
-    def _scan(self, *, reconcile: bool, why: str) -> None:
+    def _scan(self, *, reconcile: bool, why: str, witness: bool = False) -> None:
+        """``witness``: a periodic reconcile in event mode, whose new files events should have announced."""
         started = time.monotonic()
+        started_at = time.time()
         result = scan_tree(self.folder)
         if result.root_error is not None:
             self._pause(f"the folder cannot be listed ({result.root_error})")
@@ -408,8 +422,12 @@ class FolderWatch:
         self._snapshot = result.files if self._mode == "poll" else None
         mono = time.monotonic()
         level = log.info if reconcile or new or gone else log.debug
-        level("scanned", why=why, mode=self._mode, files=len(result.files), folders=result.folders, new=new, gone=gone,
-              unreadable=result.unreadable[:5] or None, ms=round((mono - started) * 1000))
+        level("scanned", why=why, mode=self._mode, files=len(result.files), folders=result.folders, new=len(new),
+              gone=gone, unreadable=result.unreadable[:5] or None, ms=round((mono - started) * 1000))
+        if witness and self._mode == "events" and new:
+            missed = self._unannounced(new, started_at - MISSED_EVENT_GRACE_SECONDS)
+            if missed:
+                self._events_went_deaf(missed)
         # counted after the log line, so whoever waits for the count also finds the line
         self._files_seen, self._last_scan_at, self._scans = len(result.files), now, self._scans + 1
         self._next_scan = mono + self.folder.poll_interval_seconds
@@ -418,6 +436,18 @@ class FolderWatch:
         self.scanned.set()
         if new:
             self.on_sighting()
+
+    def _unannounced(self, relpaths: list[str], before: float) -> list[str]:
+        """Of the new paths, those that were in place (by their change time) well before the reconcile began."""
+        missed = []
+        for relpath in relpaths:
+            try:
+                changed_at = os.stat(self.root / relpath, follow_symlinks=self.folder.follow_symlinks).st_ctime
+            except OSError:
+                continue
+            if changed_at < before:
+                missed.append(relpath)
+        return missed
 
     def _known_live_files(self) -> int:
         return sum(1 for _, _, state in self.ledger.latest_versions(self.key).values() if state not in _NOT_THERE)

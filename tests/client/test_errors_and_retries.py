@@ -6,7 +6,6 @@ import json
 import socket
 
 import pytest
-import urllib3
 from structlog.testing import capture_logs
 from deepva_scripted_server import Reply, ScriptedServer, job_json
 
@@ -24,7 +23,6 @@ from deepva_watch.deepva import (
     TransportError,
     models,
 )
-from deepva_watch.deepva.client import _pool_for, _proxy_for
 
 
 @pytest.mark.parametrize(
@@ -289,19 +287,6 @@ def test_a_redirect_is_not_followed_so_the_key_never_travels_elsewhere(server, m
         assert sleep.delays == []
     finally:
         elsewhere.stop()
-
-
-def test_proxies_come_from_the_environment_once_and_no_proxy_is_honoured(monkeypatch):
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.newsroom.example:3128")
-    monkeypatch.setenv("NO_PROXY", "deepva.internal,.lan")
-    for name in ("https_proxy", "no_proxy", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    assert _proxy_for("https://api.deepva.com/api/v1") == "http://proxy.newsroom.example:3128"
-    assert _proxy_for("https://deepva.internal/api/v1") is None
-    assert _proxy_for("https://deepva.studio.lan/api/v1") is None
-    assert _proxy_for("http://10.0.0.5:8000/api/v1") is None  # no HTTP_PROXY set
-    assert isinstance(_pool_for("https://api.deepva.com/api/v1", True), urllib3.ProxyManager)
-    assert not isinstance(_pool_for("https://deepva.internal/api/v1", True), urllib3.ProxyManager)
 
 
 def test_an_answer_cut_off_mid_way_is_retried_for_reads_and_named_as_such(server, make_client, sleep):

@@ -55,6 +55,18 @@ def test_multipart_body_parses_with_the_stdlib(server, make_client, tmp_path):
     assert parts["file"] == ("photo 1.jpg", "image/jpeg", data)
 
 
+def test_a_body_of_many_chunks_goes_out_with_a_content_length_not_chunked(server, make_client, tmp_path):
+    data = _random_file(tmp_path / "clip.mxf", 3 * 1024 * 1024 + 17)
+    server.script("POST", "/storage/", Reply(201, storage_json()))
+
+    make_client().upload(tmp_path / "clip.mxf")
+
+    request = server.requests_to("POST", "/storage/")[0]
+    assert "transfer-encoding" not in request.headers
+    assert int(request.headers["content-length"]) == len(request.body) > len(data)
+    assert _parts(request)["file"][2] == data
+
+
 def test_upload_name_can_be_overridden(server, make_client, tmp_path):
     _random_file(tmp_path / "a.bin", 10)
     server.script("POST", "/storage/", Reply(201, storage_json()))

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import yaml
 
 from deepva_watch.commands.common import Progress
-from deepva_watch.commands.doctor import count_folders, inotify_checks
+from deepva_watch.commands.doctor import folder_checks, inotify_checks, watch_check
 from deepva_watch.config import load_config
 from tests.commands.conftest import CliResult
 from tests.conftest import write_config
@@ -126,16 +126,18 @@ def test_inotify_limit_against_the_folder_count(tmp_path: Path) -> None:
         (watch / f"day-{index}" / "cam").mkdir(parents=True)
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch], folder={"watch": "events"}))
     limit = tmp_path / "max_user_watches"
+    no_processes = tmp_path / "proc"
+    no_processes.mkdir()
     fixes = []
     for value, expected in (("8", "fail"), ("12", "warn"), ("1000", "ok")):
         limit.write_text(value + "\n")
-        (check,) = inotify_checks(config, limit)
+        (check,) = inotify_checks(config, limit, no_processes)
         assert check.status == expected
         assert check.detail.startswith(f"11 folder(s) to watch, limit {value}")
         fixes.append(check.fix)
     assert "fs.inotify.max_user_watches=524288" in fixes[0]
     polled = load_config(write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch], folder={"watch": "poll"}))
-    assert list(inotify_checks(polled, limit)) == []
+    assert list(inotify_checks(polled, limit, no_processes)) == []
 
 
 class _Terminal(io.StringIO):
@@ -143,13 +145,51 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_counting_a_big_tree_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
-    for index in range(3):
-        (tmp_path / f"f{index}").mkdir()
+def test_progress_is_shown_on_a_terminal_only() -> None:
     terminal = _Terminal()
-    assert count_folders(tmp_path, True, Progress("counting", terminal, every=0)) == 4
+    progress = Progress("counting", terminal, every=0)
+    for count in (1, 4):
+        progress.update(count)
+    progress.done()
     assert terminal.getvalue().startswith("\rcounting: 1") and terminal.getvalue().endswith("\rcounting: 4\n")
     pipe = io.StringIO()
-    assert count_folders(tmp_path, True, Progress("counting", pipe, every=0)) == 4
+    quiet = Progress("counting", pipe, every=0)
+    quiet.update(3)
+    quiet.done()
     assert pipe.getvalue() == ""
-    assert count_folders(tmp_path, False, Progress("counting", pipe)) == 1
+
+
+class _SilentObserver:
+    """An observer that starts and delivers nothing: what a deaf file system or a broken library looks like."""
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+def _silent(path: str, handler: Any, **options: Any) -> _SilentObserver:
+    return _SilentObserver()
+
+
+def test_the_events_check_proves_delivery_with_a_probe(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch], folder={"watch": "events"}))
+    check = watch_check(config.folders[0])
+    assert check.status == "ok", check
+    assert "proven by a probe" in check.detail
+    assert list(watch.iterdir()) == [], "the probe folder is removed"
+
+
+def test_the_events_check_fails_when_no_event_arrives(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch], folder={"watch": "events"}))
+    checks = {check.name: check for check in folder_checks(config.folders[0], observer_factory=_silent)}
+    check = checks[f"watch {watch}"]
+    assert check.status == "fail"
+    assert "no create and close-write event" in check.detail
+    assert "watch: poll" in check.fix
+    assert list(watch.iterdir()) == []

@@ -175,11 +175,10 @@ def test_background_writer_writes_everything_in_order(tmp_path: Path) -> None:
     assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
 
 
-def test_background_writer_reports_a_write_failure(tmp_path: Path) -> None:
-    writer = BackgroundFileWriter(tmp_path / "out.bin")
-    writer._file.close()  # every further write fails, as on a vanished disk
-    writer.write(b"data")
-    with pytest.raises(ValueError):
+def test_background_writer_reports_a_write_failure() -> None:
+    writer = BackgroundFileWriter(Path("/dev/full"))  # every write fails with ENOSPC, as on a full disk
+    writer.write(b"data" * 1024 * 1024)
+    with pytest.raises(OSError):
         writer.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from deepva_watch.emulator import Emulator, EmulatorConfig
-from tests.conftest import without_file_read_override
+from tests.conftest import held_to_file_modes
 
 from .conftest import API_KEY, PROCESSING_TIME, Api, SteppedClock, session_with_key
 
@@ -139,10 +138,10 @@ def test_unreadable_file_is_refused(tmp_path: Path, shares: dict[str, Path]) -> 
     key_file = tmp_path / "emulator-key"
     key_file.write_text("onprem-key-1234")
     process = subprocess.Popen(
-        [sys.executable, "-m", "deepva_watch.emulator", "--port", "0", "--data-dir", str(tmp_path / "data"),
-         "--key-file", str(key_file), "--onprem-root", f"/mnt/media={shares['media']}"],
+        held_to_file_modes([sys.executable, "-m", "deepva_watch.emulator", "--port", "0", "--data-dir",
+                            str(tmp_path / "data"), "--key-file", str(key_file), "--onprem-root",
+                            f"/mnt/media={shares['media']}"]),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        preexec_fn=without_file_read_override if os.geteuid() == 0 else None,
     )
     try:
         base = re.search(r"(http://\S+/api/v1)", process.stdout.readline()).group(1)  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, IN_CI, ledger_rows, wait_for, without_file_read_override, write_config
+from tests.conftest import FIXTURES, IN_CI, held_to_file_modes, ledger_rows, wait_for, write_config
 from tests.hostile.conftest import peak_rss_kib, rows_when_final
 
 ODD_NAME = "line\nbreak \"double\" 'single' 🎬 ümlaut.jpg"
@@ -138,11 +138,10 @@ def test_unreadable_file_waits_with_a_reason_and_goes_once_readable(tmp_path, em
     shutil.copy(FIXTURES / "sample.jpg", watch / "locked.jpg")
     os.chmod(watch / "locked.jpg", 0)
     config = write_config(tmp_path, emulator.base_url, [watch])
-    drop = without_file_read_override if os.geteuid() == 0 else None
     env = {k: v for k, v in os.environ.items() if k != "DEEPVA_API_KEY"}
     with open(tmp_path / "daemon.log", "wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "deepva_watch", "run", "-c", str(config)],
-                                   stdout=log_file, stderr=subprocess.STDOUT, env=env, preexec_fn=drop)
+        process = subprocess.Popen(held_to_file_modes([sys.executable, "-m", "deepva_watch", "run", "-c", str(config)]),
+                                   stdout=log_file, stderr=subprocess.STDOUT, env=env)
     try:
         ledger = tmp_path / "ledger.sqlite3"
         row = wait_for(lambda: [r for r in ledger_rows(ledger) if r["last_error"]], 30, "the read to fail")[0]

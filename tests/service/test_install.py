@@ -34,6 +34,8 @@ def test_dry_run_only_says_what_it_would_do(tmp_path: Path) -> None:
     assert "would run: groupadd --system --prefix" in result.stdout
     assert f"would run: install -m 0644 {REPO}/systemd/deepva-watch.service {tmp_path}/etc/systemd/system/deepva-watch.service" in result.stdout
     assert "would run: python3 -m venv" in result.stdout
+    assert f"install --quiet --require-hashes --no-deps -r {REPO}/requirements/app.lock" in result.stdout
+    assert "--upgrade" not in result.stdout, "the service installs the locked versions, never whatever is newest"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -27,6 +27,8 @@ class FolderStatus:
     reason: str
     last_scan_at: float | None
     files_seen: int
+    warning: str = ""
+    events_missed: int = 0
 
 
 class Clock:
@@ -143,7 +145,12 @@ def _health(endpoint: Endpoint) -> tuple[int, dict[str, Any]]:
 
 
 def test_healthz_is_green_then_red_with_each_reason(endpoint: Endpoint) -> None:
-    assert _health(endpoint) == (200, {"status": "ok", "healthy": True, "reasons": []})
+    assert _health(endpoint) == (200, {"status": "ok", "healthy": True, "reasons": [], "warnings": []})
+
+    endpoint.folders[0] = FolderStatus("/srv/a", "poll", False, "", 1990.0, 2, "events stopped arriving", 3)
+    assert _health(endpoint) == (200, {"status": "degraded", "healthy": True, "reasons": [],
+                                       "warnings": ["folder /srv/a: events stopped arriving"]})
+    endpoint.folders[0] = FolderStatus("/srv/a", "events", False, "", 1990.0, 2)
 
     endpoint.folders[1] = FolderStatus("/srv/b", "poll", True, "anchor file .mounted is missing", None, 0)
     status, report = _health(endpoint)

@@ -98,4 +98,4 @@ def test_only_files_that_could_share_an_xmp_wait_for_each_other(publish, make, w
         thread.join(10)
     assert all(event.is_set() for event in done.values())
     assert make.exiftool_json(watch_root / "clip.xmp")["XMP-dc:Subject"] == ["Jane Doe"]
-    assert not sidecars._XMP_CLAIMS._held, "a lock outlived its holders"
+    assert sidecars.XMP_CLAIMS.in_use() == 0, "a lock outlived its holders"

@@ -13,7 +13,7 @@ from watchdog.events import FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
 from deepva_watch.stages.discover import never_recorded
 from deepva_watch.fsutil import atomic_write
 from deepva_watch.watch.events import EVENT_FILTER, Hint, HintQueue
-from deepva_watch.watch.inotify import WatchReport, start_observer
+from deepva_watch.watch.observer import start_observer
 
 
 def _queue() -> tuple[HintQueue, threading.Event]:
@@ -57,13 +57,11 @@ def test_a_media_file_renamed_to_a_hidden_name_has_left() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
 def test_the_inotify_reader_drops_our_own_writes_and_keeps_a_rename_into_place(tmp_path: Path) -> None:
-    """Real inotify on a real folder: a sidecar written the way we write one raises nothing; a copy tool's hidden
-    temporary renamed to a media name still arrives (as a creation, its hidden source having been dropped)."""
+    """Real inotify on a real folder: a sidecar written the way we write one raises no hint and wakes nobody; a copy
+    tool's hidden temporary renamed to a media name still arrives (as a move to the media name)."""
     wake = threading.Event()
-    hints = HintQueue(wake)  # no filter of its own: what arrives got past the reader
-    report = WatchReport(on_overflow=lambda: None, on_watch_limit=lambda path: None, ignore_name=never_recorded)
-    observer = start_observer(str(tmp_path), hints, report, recursive=True, follow_symlinks=False,
-                              event_filter=EVENT_FILTER)
+    hints = HintQueue(wake, ignore=never_recorded)
+    observer = start_observer(str(tmp_path), hints, recursive=True, follow_symlinks=False, event_filter=EVENT_FILTER)
     try:
         atomic_write(tmp_path / "clip.mp4.xmp", lambda stream: stream.write(b"<x/>"))
         time.sleep(0.3)  # any event for the sidecar would have been dispatched by now

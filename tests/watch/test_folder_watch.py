@@ -7,13 +7,18 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from watchdog.events import EventsLostEvent
 
 from deepva_watch.ledger import GONE, PUBLISHED, SETTLING
 from deepva_watch.pipeline import folder_key
-from deepva_watch.watch.inotify import WATCH_LIMIT_SYSCTL, start_observer
+from deepva_watch.service.health import Health
+from deepva_watch.watch import supervisor
+from deepva_watch.watch.limits import WATCH_LIMIT_SYSCTL
+from deepva_watch.watch.observer import start_observer
 from deepva_watch.watch.supervisor import EMPTY_GUARD_FILES
 from tests.watch.conftest import eventually
 
@@ -56,42 +61,83 @@ def test_polling_finds_changes_made_behind_its_back(harness):
     eventually(lambda: harness.rows()["clip.mov"] == [PUBLISHED, SETTLING], what="the changed file as a new version")
 
 
+class DeafObserver:
+    """An observer that starts and delivers nothing, as the kernel does after dropping events (or a broken library)."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def stop(self):
+        pass
+
+    def join(self, timeout=None):
+        pass
+
+
 def test_an_overflow_leads_to_a_rescan_that_finds_every_file(harness):
     """Events dropped by the kernel are gone for good; only the rescan that the overflow triggers can find them."""
+    observers = []
 
-    class DeafObserver:  # the kernel dropped every event: nothing reaches the handler
-        def __init__(self, report):
-            self.report = report
-
-        def simulate_overflow(self):
-            self.report.on_overflow()
-
-        def stop(self):
-            pass
-
-        def join(self, timeout=None):
-            pass
-
-    def deaf(path, handler, report, **kwargs):
-        return DeafObserver(report)
+    def deaf(path, handler, **kwargs):
+        observers.append(DeafObserver(handler))
+        return observers[-1]
 
     watch = harness.start(harness.folder(watch="events", rescan_interval_seconds=3600), observer_factory=deaf)
     for index in range(500):
         (harness.root / f"burst{index:03}.jpg").write_bytes(b"x")
     threading.Event().wait(1.5)
     assert harness.rows() == {}, "without events and before the next periodic rescan nothing can be seen"
-    watch.simulate_overflow()
+    observers[0].handler.dispatch(EventsLostEvent(str(harness.root), is_directory=True))  # what watchdog sends
     eventually(lambda: len(harness.rows()) == 500, what="every file found by the rescan")
     assert watch.status().overflows == 1
+    assert watch.status().events_missed == 0, "a reported overflow is not deafness"
 
 
-def test_a_real_observer_reports_an_overflow_and_keeps_delivering(harness):
-    watch = harness.start(harness.folder(watch="events"))
-    scans = watch.status().scans
-    watch.simulate_overflow()  # watchdog's own overflow path: it re-adds its watches, and tells us
-    eventually(lambda: watch.status().scans > scans, what="the rescan after the overflow")
+@pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.inotify.max_queued_events needs root")
+def test_a_real_kernel_overflow_is_reported_and_events_keep_arriving(harness):
+    """The kernel's own overflow: a new inotify instance made with a queue of 16 events, flooded."""
+    queued = Path("/proc/sys/fs/inotify/max_queued_events")
+    original = queued.read_text()
+    queued.write_text("16\n")
+    try:
+        watch = harness.start(harness.folder(watch="events", rescan_interval_seconds=3600))  # watches up, scanned
+    finally:
+        queued.write_text(original)
+    for index in range(400):
+        (harness.root / f"flood{index:03}.jpg").write_bytes(b"x")
+    eventually(lambda: watch.status().overflows >= 1, what="the overflow reported by watchdog")
+    eventually(lambda: len(harness.rows()) == 400, what="every file of the flood, found by the rescan")
     (harness.root / "after.jpg").write_bytes(b"x")
     eventually(lambda: "after.jpg" in harness.rows(), what="events still flowing after the overflow")
+    assert watch.status().mode == "events"
+
+
+def test_events_that_go_deaf_are_caught_by_the_reconcile_and_the_folder_is_polled(harness, monkeypatch):
+    monkeypatch.setattr(supervisor, "MISSED_EVENT_GRACE_SECONDS", 0.3)
+    with capture_logs() as logs:
+        watch = harness.start(harness.folder(watch="events", rescan_interval_seconds=1.5),
+                              observer_factory=lambda path, handler, **kwargs: DeafObserver(handler))
+        (harness.root / "unannounced.jpg").write_bytes(b"x")
+        eventually(lambda: watch.status().mode == "poll", what="the switch to polling")
+    assert harness.rows() == {"unannounced.jpg": [SETTLING]}
+    error = next(entry for entry in logs if entry["event"] == "events_missed")
+    assert error["log_level"] == "error" and error["files"] == 1 and error["examples"] == ["unannounced.jpg"]
+    status = watch.status()
+    assert status.events_missed == 1 and "events stopped arriving" in status.warning
+    health = Health(api_failure_seconds=60, folder_statuses=lambda: [watch.status()], ledger_problem=lambda: None)
+    report = health.check()
+    assert report.healthy and report.status == "degraded" and "events stopped arriving" in report.warnings[0]
+    (harness.root / "polled.jpg").write_bytes(b"x")
+    eventually(lambda: "polled.jpg" in harness.rows(), what="the next file found by polling")
+
+
+def test_a_startup_reconcile_never_counts_as_missed_events(harness, monkeypatch):
+    monkeypatch.setattr(supervisor, "MISSED_EVENT_GRACE_SECONDS", 0.0)
+    (harness.root / "before-start.jpg").write_bytes(b"x")
+    threading.Event().wait(0.1)
+    watch = harness.start(harness.folder(watch="events", rescan_interval_seconds=3600))
+    assert harness.rows() == {"before-start.jpg": [SETTLING]}
+    assert watch.status().events_missed == 0 and watch.status().mode == "events"
 
 
 def test_the_inotify_watch_limit_falls_back_to_polling_with_a_warning(harness):
@@ -107,19 +153,25 @@ def test_the_inotify_watch_limit_falls_back_to_polling_with_a_warning(harness):
     eventually(lambda: "polled.jpg" in harness.rows(), what="the file found by polling")
 
 
-def test_the_watch_limit_hit_below_the_root_also_falls_back(harness):
-    """watchdog itself skips sub-folders it cannot watch without a word; our watch group hears the ENOSPC."""
+def test_a_tree_bigger_than_the_watches_left_is_polled_from_the_start(harness, tmp_path):
+    for index in range(6):
+        (harness.root / f"day-{index}").mkdir()
+    limit = tmp_path / "max_user_watches"
+    limit.write_text("5\n")
+    started = []
 
-    def limited(path, handler, report, **kwargs):
-        observer = start_observer(path, handler, report, **kwargs)
-        report.on_watch_limit(os.path.join(path, "sub"))
-        return observer
+    def counting(*args, **kwargs):
+        started.append(args)
+        return start_observer(*args, **kwargs)
 
-    (harness.root / "sub").mkdir()
-    watch = harness.start(harness.folder(watch="events"), observer_factory=limited)
-    eventually(lambda: watch.status().mode == "poll", what="the switch to polling")
-    (harness.root / "sub" / "x.jpg").write_bytes(b"x")
-    eventually(lambda: "sub/x.jpg" in harness.rows(), what="the file in the unwatched sub-folder")
+    with capture_logs() as logs:
+        watch = harness.start(harness.folder(watch="events"), observer_factory=counting, watch_limit_file=limit)
+        eventually(lambda: watch.status().mode == "poll", what="the switch to polling")
+    assert started == [], "no observer is started for a tree that cannot be watched whole"
+    warning = next(entry for entry in logs if entry["event"] == "inotify_watch_limit")
+    assert "7 folder(s) to watch" in warning["detail"] and WATCH_LIMIT_SYSCTL in warning["note"]
+    (harness.root / "day-3" / "x.jpg").write_bytes(b"x")
+    eventually(lambda: "day-3/x.jpg" in harness.rows(), what="the file in a sub-folder, found by polling")
 
 
 def _files(harness, count):
