@@ -18,15 +18,15 @@ from discovery_tree import folder_config, quiet_logs
 
 
 def burst(mode: str, files: int) -> tuple[float, float, int, int, int]:
-    from deepva_watch.ledger import Ledger
-    from deepva_watch.pipeline import SystemClock
+    from deepva_watch.ledger import SqliteLedger
+    from deepva_watch.flow import SystemClock
     from deepva_watch.watch.supervisor import FolderWatch
 
     run = Path(tempfile.mkdtemp())
     root = run / "watch"
     root.mkdir()
     ledger_path = run / "l.sqlite3"
-    ledger = Ledger(ledger_path)
+    ledger = SqliteLedger(ledger_path)
     watch = FolderWatch(folder_config(root, ledger_path, watch=mode, poll_interval_seconds=1.0), ledger,
                         SystemClock(), lambda: None)
     watch.start()

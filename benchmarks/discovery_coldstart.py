@@ -24,9 +24,9 @@ def main() -> None:
     parser.add_argument("--mode", default="events", choices=("events", "poll"))
     args = parser.parse_args()
     quiet_logs()
-    from deepva_watch.ledger import Ledger
-    from deepva_watch.pipeline import SystemClock
-    from deepva_watch.stages.discover import scan_tree
+    from deepva_watch.ledger import SqliteLedger
+    from deepva_watch.flow import SystemClock
+    from deepva_watch.watch.discover import scan_tree
     from deepva_watch.watch.limits import process_watches
     from deepva_watch.watch.supervisor import FolderWatch
 
@@ -34,7 +34,7 @@ def main() -> None:
     tree = make_tree(Path(tempfile.gettempdir()) / f"deepva-discovery-tree-100x{per_folder}", 100, per_folder)
     ledger_path = Path(tempfile.mkdtemp()) / "ledger.sqlite3"
     folder = folder_config(tree, ledger_path, watch=args.mode)
-    seed = Ledger(ledger_path)
+    seed = SqliteLedger(ledger_path)
     files = scan_tree(folder).files
     seed.observe_new_paths(str(tree), [(p, size, mtime) for p, (size, mtime) in files.items()], time.time())
     conn = sqlite3.connect(ledger_path)
@@ -48,7 +48,7 @@ def main() -> None:
     find_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    ledger = Ledger(ledger_path)
+    ledger = SqliteLedger(ledger_path)
     ledger.recover(time.time())
     watch = FolderWatch(folder, ledger, SystemClock(), lambda: None)
     watch.start()

@@ -53,13 +53,13 @@ def deepest(root: Path) -> Path:
 
 def child_ours(tree: Path, seconds: float) -> dict:
     quiet_logs()
-    from deepva_watch.ledger import Ledger
-    from deepva_watch.pipeline import SystemClock
+    from deepva_watch.ledger import SqliteLedger
+    from deepva_watch.flow import SystemClock
     from deepva_watch.watch.limits import process_watches
     from deepva_watch.watch.supervisor import FolderWatch
 
     ledger_path = Path(tempfile.mkdtemp()) / "l.sqlite3"
-    ledger = Ledger(ledger_path)
+    ledger = SqliteLedger(ledger_path)
     folder = folder_config(tree, ledger_path, watch="events")
     started = time.perf_counter()
     watch = FolderWatch(folder, ledger, SystemClock(), lambda: None)

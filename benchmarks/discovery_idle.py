@@ -22,13 +22,13 @@ from discovery_tree import cpu_seconds, folder_config, make_tree, quiet_logs
 def child(kind: str, tree: Path, seconds: float, interval: float) -> None:
     quiet_logs()
     if kind in ("events", "poll"):
-        from deepva_watch.ledger import Ledger
-        from deepva_watch.pipeline import SystemClock
+        from deepva_watch.ledger import SqliteLedger
+        from deepva_watch.flow import SystemClock
         from deepva_watch.watch.supervisor import FolderWatch
 
         ledger_path = Path(tempfile.mkdtemp()) / "l.sqlite3"
         folder = folder_config(tree, ledger_path, watch=kind, poll_interval_seconds=interval)
-        watch = FolderWatch(folder, Ledger(ledger_path), SystemClock(), lambda: None)
+        watch = FolderWatch(folder, SqliteLedger(ledger_path), SystemClock(), lambda: None)
         watch.start()
         watch.scanned.wait(600)
         ticker_stop = time.monotonic() + seconds

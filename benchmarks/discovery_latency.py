@@ -22,8 +22,9 @@ from discovery_tree import percentile, quiet_logs
 
 def measure(mode: str, files: int, interval: float) -> list[float]:
     from deepva_watch.config import parse_config
-    from deepva_watch.ledger import Ledger
-    from deepva_watch.pipeline import StageRunner, SystemClock, make_services
+    from deepva_watch.ledger import SqliteLedger
+    from deepva_watch.flow import Services, SystemClock
+    from deepva_watch.flow.runner import StageRunner
     from deepva_watch.stages import STAGES
     from deepva_watch.watch.supervisor import FolderWatch
 
@@ -32,8 +33,8 @@ def measure(mode: str, files: int, interval: float) -> list[float]:
     root.mkdir()
     config = parse_config({"ledger": str(run / "l.sqlite3"), "folders": [
         {"path": str(root), "modules": {"m": {}}, "settle_seconds": 0, "watch": mode, "poll_interval_seconds": interval}]})
-    ledger = Ledger(config.ledger)
-    services = make_services(config, ledger, None, SystemClock())
+    ledger = SqliteLedger(config.ledger)
+    services = Services(config, ledger, None, SystemClock())  # type: ignore[arg-type]  # settle calls no API
     stop = threading.Event()
     settle = next(stage for stage in STAGES if stage.name == "settle")
     runner = StageRunner(settle, services, stop, lambda state, due_at: None)

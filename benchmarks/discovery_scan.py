@@ -2,7 +2,7 @@
 
 Each contender runs in a fresh child process, so peak RSS is its own. Figures:
   find -printf '%s %T@\\n'               the baseline (C, no filtering)
-  ours: scan                              what a reconcile walks (deepva_watch.stages.discover.scan_tree)
+  ours: scan                              what a reconcile walks (deepva_watch.watch.discover.scan_tree)
   ours: scan + diff                       one polling cycle: scan, compared with the previous scan
   watchdog DirectorySnapshot              what PollingObserver takes each cycle
   watchdog snapshot + DirectorySnapshotDiff   one PollingObserver cycle
@@ -27,13 +27,13 @@ from discovery_tree import folder_config, make_tree, peak_rss_mb
 def child(kind: str, tree: Path) -> None:
     rss_before = peak_rss_mb()
     if kind == "ours-scan":
-        from deepva_watch.stages.discover import scan_tree
+        from deepva_watch.watch.discover import scan_tree
 
         folder = folder_config(tree, Path(tempfile.mkdtemp()) / "l.sqlite3")
         started = time.perf_counter()
         files = len(scan_tree(folder).files)
     elif kind == "ours-diff":
-        from deepva_watch.stages.discover import changed_since, scan_tree
+        from deepva_watch.watch.discover import changed_since, scan_tree
 
         folder = folder_config(tree, Path(tempfile.mkdtemp()) / "l.sqlite3")
         previous = scan_tree(folder).files

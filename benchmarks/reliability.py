@@ -234,24 +234,10 @@ delete_job_after_publish: {str(clean_up).lower()}
             self.daemon.send_signal(signal.SIGUSR1)
             time.sleep(1.0)  # the dump is written by the daemon's C signal handler, at once; this is for the file
             state = "the daemon is running; its thread stacks end the log"
-            publisher = self._publisher_pid()
-            if publisher is not None:  # its own dump after the daemon's, so that the two do not interleave
-                try:
-                    os.kill(publisher, signal.SIGUSR2)
-                    time.sleep(1.0)
-                    state += ", after them its publishing process's"
-                except OSError:
-                    state += f"; its publishing process {publisher} is gone"
         else:
             state = f"the daemon exited with code {code}"
         tail = self.log.read_text(errors="replace")[-12000:] if self.log.exists() else "(no log)"
         return f"{state}:\n{tail}"
-
-    def _publisher_pid(self) -> int | None:
-        """The daemon's current publishing process, from the last ``publisher_started`` line of its log."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        started = [json.loads(line) for line in text.splitlines() if '"event": "publisher_started"' in line]
-        return int(started[-1]["pid"]) if started else None
 
     def signal_daemon(self, sig: int) -> None:
         assert self.daemon is not None and self.daemon.poll() is None
@@ -555,7 +541,8 @@ def recovered_steps(rig: Rig) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for event in rig.log_events():
         if event.get("event") == "recovered_in_flight":
-            counts.update({state: int(n) for state, n in event.items() if state in ("uploading", "submitting", "publishing")})
+            counts.update({state: int(n) for state, n in event.items()
+                           if state in ("uploading", "submitting", "publishing", "reporting")})
     return dict(sorted(counts.items()))
 
 
@@ -607,10 +594,10 @@ def outage_call_bound(rows: int, retries: int, seconds: float, workers: int) -> 
 
     A step that gets no answer is tried ``retries`` times by the client (``RetryPolicy``), then handed back to the
     ledger with ``Retry(counts=False)``: the row's attempts do not grow, so its next try comes after
-    ``pipeline.backoff(1)``, at least ``BACKOFF_BASE_SECONDS / 2`` = 2.5 s. Each row waiting on the API therefore costs
+    ``policy.backoff(1)``, at least ``BACKOFF_BASE_SECONDS / 2`` = 2.5 s. Each row waiting on the API therefore costs
     at most ``retries`` calls per 2.5 s; the tracker's list prefetch adds at most one page per cycle per worker.
     """
-    from deepva_watch.pipeline import BACKOFF_BASE_SECONDS
+    from deepva_watch.flow.policy import BACKOFF_BASE_SECONDS
 
     cycles = int(seconds / (BACKOFF_BASE_SECONDS / 2)) + 1
     return rows * retries * cycles + workers * cycles

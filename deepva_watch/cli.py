@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from deepva_watch.sources import describe_source
-    from deepva_watch.webhook import load_secret
+    from deepva_watch.deepva.webhook import load_secret
 
     config = load_config(args.config)
     resolve_api_key(config.api)
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     for warning in permission_warnings(args.config, config):
         logger.warning("insecure_permissions", note=warning)
     client = client_for(config.api, key.reveal())
-    daemon = Daemon(config, client, config_path=args.config, log_level=args.log_level)
+    daemon = Daemon(config, client, config_path=args.config)
     stops = 0
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:

@@ -11,26 +11,27 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import structlog
 
-from deepva_watch import ledger as states
 from deepva_watch import log as logging_setup
-from deepva_watch.config import ApiConfig, Config, ConfigError, Secret, load_config, resolve_api_key
-from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import Clock, StageRunner, SystemClock, folder_key, make_services, run_in_thread
+from deepva_watch.config import ApiConfig, Config, ConfigError, FolderConfig, Secret, load_config, resolve_api_key
+from deepva_watch.deepva import DeepVAClient
+from deepva_watch.deepva.webhook import NONCE_SETTING, WebhookReceiver, load_secret
+from deepva_watch.flow import Clock, Services, SystemClock, folder_key
+from deepva_watch.flow.runner import StageRunner, run_in_thread, wake
+from deepva_watch.flow.transfers import Transfers
+from deepva_watch.ledger import open_ledger
 from deepva_watch.service.health import Health, ledger_write_problem
 from deepva_watch.service.metrics import Metrics, MetricsServer
 from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, status_text, watchdog_interval
-from deepva_watch.stages import PUBLISH_WORKERS, STAGES
-from deepva_watch.stages.publish import CLEAN_UP_RETRY_SECONDS, sweep_clean_ups
-from deepva_watch.stages.publish_process import PublisherProcess
+from deepva_watch.stages import STAGES
+from deepva_watch.stages.clean_up import CleanUp
+from deepva_watch.states import State
 from deepva_watch.watch.observer import ObserverFactory, start_observer
-from deepva_watch.watch.supervisor import FolderWatch
-from deepva_watch.webhook import WebhookReceiver, ledger_nonce_store, load_secret
+from deepva_watch.watch.supervisor import FolderStatus, FolderWatch
 
 log = structlog.get_logger("deepva_watch.daemon")
 
@@ -38,75 +39,70 @@ STOP_DEADLINE_SECONDS = 20.0
 TICK_SECONDS = 0.5
 STATUS_EVERY_SECONDS = 5.0
 #: A worker whose step has shown no progress for this long is stuck (the longest step, a client call with all its
-#: retries, stays well below it; uploads beat as bytes go out). The watchdog pings stop, and systemd restarts us.
+#: retries, stays well below it; an upload shows progress as its bytes go out). The watchdog pings stop, and
+#: systemd restarts us.
 STUCK_WORKER_SECONDS = 600.0
 REFUSED_STATUSES = (401, 403)
-#: The states whose next step talks to DeepVA.
-API_STATES = (states.ACCEPTED, states.UPLOADED, states.SUBMITTED, states.COMPLETED, states.JOB_FAILED)
+#: The states whose next step talks to DeepVA: when it answers again after an outage they are due at once.
+API_STATES = (State.ACCEPTED, State.UPLOADED, State.SUBMITTED, State.COMPLETED, State.JOB_FAILED)
 
 
 @dataclass
 class Daemon:
     config: Config
-    client: Any
+    client: DeepVAClient
     clock: Clock = field(default_factory=SystemClock)
     stop_event: threading.Event = field(default_factory=threading.Event)
     config_path: Path | None = None
     read_key: Callable[[ApiConfig], Secret] = resolve_api_key
     notifier: Notifier = field(default_factory=Notifier)
-    log_level: str | None = None
-    """The level the command line asked for, if any; the publishing process logs at the same level."""
     observer_factory: ObserverFactory = start_observer
 
     def __post_init__(self) -> None:
-        self.ledger = Ledger(self.config.ledger)
-        self.services = make_services(self.config, self.ledger, self.client, self.clock)
-        self.runners: list[StageRunner] = []
-        self.threads: list[threading.Thread] = []
-        self._sweeper: threading.Thread | None = None
+        self.ledger = open_ledger(self.config.ledger)
         self.watches: dict[str, FolderWatch] = {}
-        self.ready = threading.Event()
-        self._reload_requested = threading.Event()
-        self._next_status = 0.0
-        self._key_stamp = self._key_file_stamp(self.config.api)
         self.health = Health(
             api_failure_seconds=self.config.metrics.api_failure_seconds,
             folder_statuses=self.folder_statuses,
             ledger_problem=lambda: ledger_write_problem(self.config.ledger),
-            api_paused=lambda: self.services.api_gate.reason,
+            api_paused=lambda: self.services.gate.reason,
         )
-        self.services.api_failing_for = self.health.api_failing_for
         self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses)
-        self.services.metrics = self.metrics
+        self.services = Services(self.config, self.ledger, self.client, self.clock, telemetry=self.metrics,
+                                 transfers=Transfers(on_bytes=self.metrics.uploaded_bytes),
+                                 api_failing_for=self.health.api_failing_for)
+        self.runners = [StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
+                        for stage in STAGES
+                        for _ in range(max(1, stage.workers(self.config) if stage.working else 1))]
+        self.threads: list[threading.Thread] = []
+        self._runner_of: dict[str, StageRunner] = {}
+        self.clean_up = CleanUp(self.services, self.stop_event)
+        self.ready = threading.Event()
+        self._reload_requested = threading.Event()
+        self._next_status = 0.0
+        self._key_stamp = self._key_file_stamp(self.config.api)
         self.watchdog = Watchdog(self.notifier, watchdog_interval())
         self.metrics_server: MetricsServer | None = None
         self.receiver: WebhookReceiver | None = None
         self.client.on_response = self._heard_from_api
-        # sidecars are written by a child process with its own interpreter lock (see stages/publish_process.py); it
-        # starts with the first file to publish
-        self.publisher = self.services.publisher = PublisherProcess(
-            self.config.api, lambda: self.client.api_key, threads=PUBLISH_WORKERS,
-            log_level=self.log_level or self.config.log_level, on_call=self._heard_from_api,
-        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        started_at = self.clock.now()
-        recovered = self.ledger.recover(started_at)
+        recovered = self.ledger.recover(self.clock.now())
         if recovered:
             log.info("recovered_in_flight", **recovered)
-        for stage in STAGES:
-            for index in range(max(1, stage.workers(self.config) if stage.working else 1)):
-                runner = StageRunner(stage, self.services, self.stop_event, self._wake_stage_for)
-                self.runners.append(runner)
-                self.threads.append(run_in_thread(f"{stage.name}-{index}", runner.run_forever))
-        self._sweeper = run_in_thread("clean-up", partial(self._sweep_clean_ups, started_at))
+        counts: dict[str, int] = {}
+        for runner in self.runners:
+            index = counts[runner.stage.name] = counts.get(runner.stage.name, -1) + 1
+            thread = run_in_thread(f"{runner.stage.name}-{index}", runner.run_forever)
+            self.threads.append(thread)
+            self._runner_of[thread.name] = runner
+        self.threads.append(run_in_thread("clean-up", self.clean_up.run_forever))
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
             self.metrics_server = MetricsServer.from_listen(self.config.metrics.listen, self.metrics, self.health).start()
-            log.info("metrics_listening", listen=self.config.metrics.listen)
         self._start_receiver(self.config)
         self.ready.set()
         self.notifier.ready(status_text(self.ledger.count_by_state()))
@@ -134,23 +130,11 @@ class Daemon:
             self.notifier.status(status_text(self.ledger.count_by_state()))
             self._next_status = time.monotonic() + STATUS_EVERY_SECONDS
 
-    def _sweep_clean_ups(self, started_at: float) -> None:
-        """Deletions a crash cut off or DeepVA refused (``delete_*_after_*``): those marked before this start at once,
-        then every minute those a minute old."""
-        updated_before = started_at
-        while True:
-            try:
-                sweep_clean_ups(self.services, updated_before, stop=self.stop_event)
-            except Exception:  # the ledger failed (disk full, locked): try again on the next turn
-                log.error("clean_up_sweep_failed", trace=traceback.format_exc(limit=5))
-            if self.stop_event.wait(CLEAN_UP_RETRY_SECONDS):
-                return
-            updated_before = self.clock.now() - CLEAN_UP_RETRY_SECONDS
-
     def request_stop(self) -> None:
         self.stop_event.set()
         for runner in self.runners:
             runner.wakeup.set()
+        self.clean_up.wakeup.set()
 
     def request_reload(self) -> None:
         self._reload_requested.set()
@@ -159,7 +143,7 @@ class Daemon:
         """Stop taking work, let steps in flight finish within a deadline, then stop the service parts.
 
         A step still running at the deadline (a long upload) is abandoned: its row stays in its working state and the
-        next start returns it to the state before, so it is done again rather than lost.
+        next start returns it home, so it is done again rather than lost.
         """
         self.notifier.stopping("stopping: finishing steps in flight")
         self.request_stop()
@@ -168,10 +152,7 @@ class Daemon:
         deadline = time.monotonic() + STOP_DEADLINE_SECONDS
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self._sweeper is not None:
-            self._sweeper.join(max(0.0, deadline - time.monotonic()))
         still_running = [thread.name for thread in self.threads if thread.is_alive()]
-        self.publisher.close()
         for server in (self.receiver, self.metrics_server):
             if server is not None:
                 server.stop()
@@ -180,14 +161,18 @@ class Daemon:
 
     # -- health of the parts -----------------------------------------------------------------------------------------
 
-    def folder_statuses(self) -> list[Any]:
+    def folder_statuses(self) -> list[FolderStatus]:
         return [watch.status() for watch in list(self.watches.values())]
 
     def stuck_workers(self) -> list[str]:
         dead = [thread.name for thread in self.threads if not thread.is_alive()]
-        # a worker resting until there is work (at most a second at a time) is waiting, not stuck
-        beats = {thread.name: runner.heartbeat for thread, runner in zip(self.threads, self.runners, strict=True)
-                 if not runner.idle}
+        beats = {}
+        for name, runner in self._runner_of.items():
+            if runner.idle:  # resting until there is work (at most a second at a time) is waiting, not stuck
+                continue
+            current = runner.current
+            moved = self.services.transfers.moved_at(current.asset_id) if current is not None else None
+            beats[name] = max(runner.heartbeat, moved or 0.0)
         return dead + stale_workers(beats, time.monotonic(), STUCK_WORKER_SECONDS)
 
     def _heard_from_api(self, method: str, route: str, status: int | None) -> None:
@@ -195,7 +180,7 @@ class Daemon:
         was_failing = self.health.api_failing_for() is not None
         self.health.api_result(status)
         if status in REFUSED_STATUSES:
-            self.services.api_gate.close(f"DeepVA refused the API key (HTTP {status})")
+            self.services.gate.close(f"DeepVA refused the API key (HTTP {status})")
         elif was_failing and self.health.api_failing_for() is None:
             # DeepVA answers again: files that were waiting out the outage go now, not when their backoff ends
             resumed = self.ledger.retry_now(API_STATES, self.clock.now())
@@ -203,7 +188,7 @@ class Daemon:
             for runner in self.runners:
                 runner.wakeup.set()
 
-    # -- reloading -----------------------------------------------------------------------------------------------------
+    # -- reloading ---------------------------------------------------------------------------------------------------
 
     def reload(self) -> bool:
         """Apply the config file again, whole, or refuse it (with the reason logged) and keep the running one."""
@@ -215,7 +200,7 @@ class Daemon:
             applied = False
         except Exception as error:  # half applied at worst: folders keep being watched, the gate is opened
             log.error("reload_failed", error=repr(error)[:300], trace=traceback.format_exc(limit=8))
-            self.services.api_gate.open()
+            self.services.gate.open()
             applied = False
         self.notifier.reloaded(status_text(self.ledger.count_by_state()))
         return applied
@@ -240,13 +225,12 @@ class Daemon:
         old = self.config
         logging_setup.register_secret(key.reveal())
         self.client.set_api_key(key.reveal())
-        self.publisher.use_api(new.api)
-        self.config = self.services.config = new
-        self.ledger.set_folder_priorities({folder_key(folder): folder.priority for folder in new.folders})
+        self.config = new
+        self.services.use(new)
         wanted = {folder_key(folder): folder for folder in new.folders}
-        for key_name in list(self.watches):
-            if key_name not in wanted or wanted[key_name] != self.watches[key_name].folder:
-                self.watches.pop(key_name).stop()
+        for name in list(self.watches):
+            if name not in wanted or wanted[name] != self.watches[name].folder:
+                self.watches.pop(name).stop()
         for name, folder in wanted.items():
             if name not in self.watches:
                 self._start_watch(folder)
@@ -256,8 +240,8 @@ class Daemon:
                 self.receiver = None
             self._start_receiver(new)
         self._key_stamp = self._key_file_stamp(new.api)
-        self.services.api_gate.open()
-        self._wake_stage_for("settling")
+        self.services.gate.open()
+        self._wake_stage_for(State.SETTLING)
         log.info("reloaded", folders=sorted(wanted))
         return True
 
@@ -275,7 +259,7 @@ class Daemon:
         logging_setup.register_secret(key.reveal())
         self.client.set_api_key(key.reveal())
         log.info("api_key_reloaded")
-        self.services.api_gate.open()
+        self.services.gate.open()
         for runner in self.runners:
             runner.wakeup.set()
 
@@ -291,8 +275,8 @@ class Daemon:
 
     # -- helpers -----------------------------------------------------------------------------------------------------
 
-    def _start_watch(self, folder: Any) -> None:
-        watch = FolderWatch(folder, self.ledger, self.clock, lambda: self._wake_stage_for("settling"),
+    def _start_watch(self, folder: FolderConfig) -> None:
+        watch = FolderWatch(folder, self.ledger, self.clock, lambda: self._wake_stage_for(State.SETTLING),
                             observer_factory=self.observer_factory)
         watch.start()
         self.watches[folder_key(folder)] = watch
@@ -301,32 +285,20 @@ class Daemon:
         if not config.webhook.listen:
             return
         secret = load_secret(config.webhook)
-        logging_setup.register_secret(secret)
+        logging_setup.register_secret(secret.reveal())
         self.receiver = WebhookReceiver(
-            config.webhook, secret, ledger_nonce_store(self.ledger, self.clock.now), on_job=self._job_moved
+            config.webhook, secret,
+            lambda nonce: self.ledger.advance_setting(NONCE_SETTING, nonce, self.clock.now()),
+            on_job=self._job_moved,
         ).start()
         log.info("webhook_listening", listen=config.webhook.listen, callback=config.webhook.callback_url)
 
     def _job_moved(self, job_id: str, state: str) -> None:
         """A verified webhook: only a hint that makes the job due now; the tracker asks the API as usual."""
         if self.ledger.poll_now(job_id, self.clock.now()):
-            self._wake_stage_for("submitted")
+            self._wake_stage_for(State.SUBMITTED)
 
-    def _wake_stage_for(self, state: str, due_at: float | None = None) -> None:
-        """Wake one idle worker of each stage that may now have work: one row needs one worker, and a busy worker
-        looks for more by itself before it rests. Waking them all would only make the rest look and sleep again.
-        A worker already woken for an earlier row and not yet running is passed over, so that a batch of rows landing
-        together wakes as many workers as it has rows (the others would otherwise rest their whole second).
-        A row not due before the worker would look again anyway wakes nobody."""
-        woken: set[str] = set()
-        for runner in self.runners:
-            name = runner.stage.name
-            if name in woken or not (state in runner.stage.takes or state in runner.stage.wakes_on):
-                continue
-            if state not in runner.stage.wakes_on and not runner.wanted_by(due_at):
-                continue
-            if runner.idle and runner.stage.working is not None and runner.wakeup.is_set():
-                continue
-            if runner.idle or runner.stage.working is None:
-                runner.wakeup.set()
-                woken.add(name)
+    def _wake_stage_for(self, state: State, due_at: float | None = None) -> None:
+        if state == State.PUBLISHED:
+            self.clean_up.wakeup.set()
+        wake(self.runners, state, due_at)

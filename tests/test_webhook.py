@@ -14,16 +14,16 @@ import requests
 from structlog.testing import capture_logs
 
 from deepva_watch.config import ConfigError, Secret, WebhookConfig
-from deepva_watch.ledger import Ledger
-from deepva_watch.webhook import (
+from deepva_watch.deepva.webhook import (
     NONCE_SETTING,
+    NonceStore,
     WebhookReceiver,
-    ledger_nonce_store,
     load_secret,
     parse_delivery,
     sign,
     webhook_request,
 )
+from deepva_watch.ledger import Ledger, SqliteLedger
 
 SECRET = "whsec-3b9e1f7a4c2d"
 CONFIG = WebhookConfig(listen="127.0.0.1:0", callback_url="https://watch.example:8787/hooks/deepva",
@@ -55,9 +55,14 @@ def headers(body: bytes, nonce: int | str, secret: str = SECRET, *, prefix: str 
             "X-Test-Nonce": str(nonce), "Content-Type": "application/json"}
 
 
+def ledger_nonce_store(ledger: Ledger, now: Any) -> NonceStore:
+    """As the daemon keeps them: in the ledger's settings, compared and stored in one transaction."""
+    return lambda nonce: ledger.advance_setting(NONCE_SETTING, nonce, now())
+
+
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger.sqlite3")
+    return SqliteLedger(tmp_path / "ledger.sqlite3")
 
 
 @pytest.fixture
@@ -168,12 +173,12 @@ def test_a_replayed_or_older_nonce_is_refused(receiver, calls):
 
 def test_a_replay_is_refused_after_a_restart_too(tmp_path, calls):
     body = delivery()
-    first = WebhookReceiver(CONFIG, SECRET, ledger_nonce_store(Ledger(tmp_path / "l.sqlite3"), Clock().now), calls).start()
+    first = WebhookReceiver(CONFIG, SECRET, ledger_nonce_store(SqliteLedger(tmp_path / "l.sqlite3"), Clock().now), calls).start()
     try:
         assert post(first, body, headers(body, 3)).status_code == 200
     finally:
         first.stop()
-    second = WebhookReceiver(CONFIG, SECRET, ledger_nonce_store(Ledger(tmp_path / "l.sqlite3"), Clock().now), calls).start()
+    second = WebhookReceiver(CONFIG, SECRET, ledger_nonce_store(SqliteLedger(tmp_path / "l.sqlite3"), Clock().now), calls).start()
     try:
         rejected(second, body, headers(body, 3), calls)
         newer = delivery("job-9")

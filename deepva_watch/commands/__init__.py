@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from deepva_watch.commands.common import EXIT_FAILURE, CommandError, emit_json, parse_age
-from deepva_watch.ledger import ALL_STATES
+from deepva_watch.states import ALL
 
 AddCommand = Callable[[str, str], argparse.ArgumentParser]
 Handler = Callable[[argparse.Namespace], int]
@@ -31,7 +31,7 @@ def add_operator_commands(commands: Any, with_config: AddCommand) -> None:
     command("status", "Files per state and folder, the oldest waiting file, recent errors and API health.", status.run)
 
     listing = command("assets", "List files in the ledger, newest first, filtered by state, folder and age.", assets.run)
-    listing.add_argument("--state", action="append", choices=ALL_STATES, help="only this state (repeat for several)")
+    listing.add_argument("--state", action="append", choices=[str(state) for state in ALL], help="only this state (repeat for several)")
     listing.add_argument("--folder", help="only this watched folder (its path as in the config)")
     listing.add_argument("--older-than", type=parse_age, metavar="AGE", help="first seen at least this long ago (90s, 15m, 2h, 3d)")
     listing.add_argument("--newer-than", type=parse_age, metavar="AGE", help="first seen at most this long ago")

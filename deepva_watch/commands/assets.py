@@ -7,7 +7,7 @@ import os
 import time
 
 from deepva_watch.commands.common import EXIT_OK, asset_json, emit_json, human_age, load, open_ledger
-from deepva_watch.pipeline import folder_by_key
+from deepva_watch.flow import folder_key
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     folder = None
     if args.folder:
         wanted = os.path.normpath(os.path.abspath(args.folder))
-        matches = [key for key in folder_by_key(config) if os.path.normpath(key) == wanted]
+        matches = [key for key in map(folder_key, config.folders) if os.path.normpath(key) == wanted]
         folder = matches[0] if matches else wanted
     rows = ledger.query(
         states=args.state or (),

@@ -14,8 +14,9 @@ from typing import Any, TextIO
 
 from deepva_watch import log
 from deepva_watch.config import Config, load_config
-from deepva_watch.ledger import Asset, Ledger
-from deepva_watch.pipeline import folder_key
+from deepva_watch.flow import folder_key
+from deepva_watch.ledger import Asset, Ledger, LedgerError
+from deepva_watch.ledger import open_ledger as open_ledger_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -38,7 +39,10 @@ def open_ledger(config: Config, *, readonly: bool) -> Ledger:
     if not config.ledger.is_file():
         raise CommandError(f"no ledger at {config.ledger} yet: the daemon creates it on its first start")
     become_owner_of(config.ledger)
-    return Ledger(config.ledger, readonly=readonly)
+    try:
+        return open_ledger_file(config.ledger, readonly=readonly)
+    except LedgerError as error:
+        raise CommandError(str(error)) from None
 
 
 def become_owner_of(path: Path) -> None:

@@ -12,26 +12,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from deepva_watch import ledger as states
 from deepva_watch.commands.common import (
     EXIT_FAILURE, EXIT_OK, LedgerPath, emit_json, ledger_path, load, open_ledger,
 )
 from deepva_watch.config import Config
+from deepva_watch.flow import folder_key
 from deepva_watch.ledger import Asset, Ledger, TransitionLost
-from deepva_watch.pipeline import folder_by_key
+from deepva_watch.sources import source_for
+from deepva_watch.states import HOME, NEEDS_NEW_JOB, STAGE_ENTRY, UNSUBMITTED, State, without_job, without_storage
 
-#: A new DeepVA job starts from a clean slate: nothing of the old job may leak into the new one's tracking.
-_NO_JOB: Mapping[str, Any] = {
-    "job_id": None, "job_state": None, "job_progress": None, "job_errors": None, "submit_attempted": 0,
-    "submitted_at": None, "completed_at": None, "published_at": None,
-}
-_NO_STORAGE: Mapping[str, Any] = {"storage_url": None, "storage_id": None}
-_IN_FLIGHT = (states.SUBMITTED, states.COMPLETED, states.JOB_FAILED)
+_IN_FLIGHT = (State.SUBMITTED, State.COMPLETED, State.JOB_FAILED)
 
 
 @dataclass(frozen=True)
 class Target:
-    state: str
+    state: State
     changes: Mapping[str, Any] = field(default_factory=dict)
     why: str = ""
 
@@ -43,48 +38,43 @@ class Refusal:
 
 def _new_job(asset: Asset, config: Config) -> Target:
     """Back to just before job creation, or before the upload when the uploaded copy may be gone."""
-    folder = folder_by_key(config).get(asset.folder)
-    copy_deleted = config.delete_storage_after_completion and (folder is None or folder.source == "upload")
-    if asset.storage_url and not copy_deleted:
-        return Target(states.UPLOADED, _NO_JOB, "a new job will be created")
-    return Target(states.ACCEPTED, {**_NO_JOB, **_NO_STORAGE}, "it will be uploaded again and get a new job")
-
-
-def _unsniffed(asset: Asset) -> bool:
-    return asset.kind is None
+    folder = {folder_key(folder): folder for folder in config.folders}.get(asset.folder)
+    uploads = folder is None or source_for(folder).uploads
+    if asset.storage_url and not (config.delete_storage_after_completion and uploads):
+        return Target(State.UPLOADED, without_job(), "a new job will be created")
+    return Target(State.ACCEPTED, {**without_job(), **without_storage()}, "it will be uploaded again and get a new job")
 
 
 def retry_target(asset: Asset, config: Config) -> Target | Refusal:
-    """Where a failed row goes back in: to the start of the step that failed."""
-    if asset.state != states.FAILED:
+    """Back to the start of the stage the file failed in (``failed_in``)."""
+    if asset.state != State.FAILED:
         return Refusal(f"not failed (it is {asset.state})")
-    if asset.job_state in ("failed", "stopped"):  # DeepVA's job failed: only a new job can help
+    stage = asset.failed_in or "settle"
+    if stage in NEEDS_NEW_JOB:  # DeepVA's job failed: only a new job can help
         return _new_job(asset, config)
-    if asset.job_state == "completed":
-        return Target(states.COMPLETED, {"published_at": None}, "its sidecars will be written again")
-    if asset.job_id:
-        return Target(states.SUBMITTED, {}, "its job will be tracked again")
-    if asset.storage_url:
-        return Target(states.UPLOADED, {}, "its job will be created")  # submit_attempted kept: look for the tag first
-    if _unsniffed(asset):
-        return Target(states.SETTLING, {"stable_since": time.time()}, "it will be checked again")
-    return Target(states.ACCEPTED, {}, "it will be uploaded again")
+    entry = STAGE_ENTRY.get(stage, State.SETTLING)
+    if entry in (State.SETTLING, State.SETTLED):
+        return Target(State.SETTLING, {"stable_since": time.time()}, "it will be checked again")
+    why = {State.ACCEPTED: "it will be uploaded again", State.UPLOADED: "its job will be created",
+           State.SUBMITTED: "its job will be tracked again", State.COMPLETED: "its sidecars will be written again"}
+    return Target(entry, {"published_at": None} if entry == State.COMPLETED else {}, why.get(entry, ""))
 
 
 def reprocess_target(asset: Asset, config: Config) -> Target | Refusal:
     """A new DeepVA job for the file, whatever happened before; refused while something is still under way."""
-    if asset.state in states.WORKING_STATES:
+    if asset.state in HOME:
         return Refusal(f"the daemon is working on it right now ({asset.state}); try again in a moment")
     if asset.state in _IN_FLIGHT:
         return Refusal(f"its DeepVA job is still under way ({asset.state}); wait for it to finish")
-    if asset.state in states.UNSUBMITTED_STATES:
+    if asset.state in UNSUBMITTED:
         return Refusal(f"already queued ({asset.state})")
-    if asset.state == states.GONE:
+    if asset.state == State.GONE:
         return Refusal("the file is gone")
-    if asset.state == states.SUPERSEDED:
+    if asset.state == State.SUPERSEDED:
         return Refusal("a newer version of the file is in the ledger")
-    if asset.state == states.REJECTED or _unsniffed(asset):
-        return Target(states.SETTLING, {**_NO_JOB, **_NO_STORAGE, "stable_since": time.time()}, "it will be checked again")
+    if asset.state == State.REJECTED or asset.kind is None:
+        return Target(State.SETTLING, {**without_job(), **without_storage(), "stable_since": time.time()},
+                      "it will be checked again")
     return _new_job(asset, config)
 
 
@@ -106,9 +96,10 @@ def _apply(ledger: Ledger, asset: Asset, decision: Target | Refusal, shown: str)
     if isinstance(decision, Refusal):
         return Result(shown, asset.asset_id, False, decision.reason, asset.state)
     now = time.time()
-    changes = {"attempts": 0, "next_attempt_at": now, "last_error": None, "error_retryable": None, **decision.changes}
+    changes = {"attempts": 0, "next_attempt_at": now, "last_error": None, "error_retryable": None, "failed_in": None,
+               **decision.changes}
     try:
-        ledger.transition(asset, asset.state, decision.state, now, **changes)
+        ledger.transition(asset, asset.state, decision.state, now, stage="operator", **changes)
     except TransitionLost:
         return Result(shown, asset.asset_id, False, "the daemon moved it on meanwhile; look again", asset.state)
     return Result(shown, asset.asset_id, True, decision.why, asset.state, decision.state)
@@ -129,7 +120,7 @@ def retry(args: argparse.Namespace) -> int:
         results = _requeue_named(config, ledger, args.paths, retry_target, "not in the ledger")
     else:
         results = [_apply(ledger, asset, retry_target(asset, config), f"{asset.folder}/{asset.relpath}")
-                   for asset in ledger.query(states=[states.FAILED], limit=args.limit)]
+                   for asset in ledger.query(states=[State.FAILED], limit=args.limit)]
     return _report(args, "retry", results)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from deepva_watch.commands.common import EXIT_OK, asset_json, emit_json, human_age, iso, load, open_ledger
 from deepva_watch.config import Config, host_port
-from deepva_watch.ledger import FINAL_STATES
+from deepva_watch.states import FINAL
 
 RECENT_ERRORS = 10
 HEALTHZ_TIMEOUT_SECONDS = 3.0
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         "ledger": str(config.ledger),
         "folders": by_folder,
         "totals": totals,
-        "backlog": sum(count for state, count in totals.items() if state not in FINAL_STATES),
+        "backlog": sum(count for state, count in totals.items() if state not in FINAL),
         "oldest_waiting": asset_json(oldest, now) if oldest else None,
         "recent_errors": [asset_json(asset, now) for asset in errors],
         "api": api_health(config, errors),
@@ -59,7 +59,7 @@ def api_health(config: Config, errors: list[Any]) -> dict[str, Any]:
             return {"source": url, "reachable": False, "detail": f"the daemon's endpoint did not answer: {error}"}
         return {"source": url, "reachable": True, "healthy": bool(body.get("healthy")), "status": body.get("status"),
                 "reasons": body.get("reasons", []), "warnings": body.get("warnings", [])}
-    retrying = [asset for asset in errors if asset.state not in FINAL_STATES]
+    retrying = [asset for asset in errors if asset.state not in FINAL]
     latest = retrying[0] if retrying else None
     return {
         "source": "ledger",

@@ -9,14 +9,30 @@ than written into a sidecar.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
-TERMINAL_STATES = frozenset({"completed", "failed", "stopped"})
-KNOWN_STATES = frozenset({"waiting", "processing"}) | TERMINAL_STATES
+
+class JobState(StrEnum):
+    """The job states DeepVA documents. A job may report others: see :attr:`Job.status`."""
+
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.STOPPED, JobState.FAILED)
+
+
+_KNOWN = {state.value: state for state in JobState}
 
 
 class MalformedResponse(ValueError):
@@ -163,12 +179,17 @@ class Job:
     time_completed: datetime | None = None
 
     @property
+    def status(self) -> JobState | None:
+        """The state as one DeepVA documents, or None for one it does not (treated as still running)."""
+        return _KNOWN.get(self.state)
+
+    @property
     def is_terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
+        return self.status is not None and self.status.is_terminal
 
     @property
     def is_known_state(self) -> bool:
-        return self.state in KNOWN_STATES
+        return self.status is not None
 
     def labels(self) -> list[SummaryItem]:
         """Every summary item across sources, in the order DeepVA listed them."""
@@ -198,6 +219,34 @@ class Job:
             time_started=parse_timestamp(body.get("time_started")),
             time_completed=parse_timestamp(body.get("time_completed")),
         )
+
+
+    def to_api(self) -> dict[str, Any]:
+        """The job in the API's own JSON shape, so that :meth:`from_api` reads it back as it was."""
+        def moment(value: datetime | None) -> str | None:
+            return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ") if value is not None else None
+
+        return {
+            "id": self.id, "tag": self.tag, "state": self.state, "progress": self.progress,
+            "sources": list(self.sources), "modules": dict(self.modules), "errors": list(self.errors),
+            "media_type": self.media_type, "duration": self.duration,
+            "time_created": moment(self.time_created), "time_started": moment(self.time_started),
+            "time_completed": moment(self.time_completed),
+            "result": {"summary": [
+                {"source": source.source, "media_type": source.media_type,
+                 "items": [{"type": item.type, "label": item.label, **({"module": item.module} if item.module else {})}
+                           for item in source.items]}
+                for source in self.summary
+            ]},
+        }
+
+    def dumps(self) -> str:
+        """One line of JSON to keep the job as last seen (the ledger holds a finished job until it is published)."""
+        return json.dumps(self.to_api(), ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, text: str) -> Job:
+        return cls.from_api(json.loads(text))
 
 
 def _parse_source_summary(data: Any) -> SourceSummary:

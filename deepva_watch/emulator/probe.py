@@ -1,8 +1,8 @@
 """What the emulator learns about a media file: image or video, a content fingerprint, duration and frame rate.
 
 This is deliberately the emulator's own small code and not the client's sniffer: the emulator is a second reading of
-the contract, so it must not inherit the client's mistakes. The one thing shared is the call into libmediainfo, which
-must take turns with every other caller in the process (the daemon's stages run next to the emulator in tests).
+the contract, so it must not inherit the client's mistakes. The one thing shared is :mod:`deepva_watch.mediainfo`:
+libmediainfo must take turns with every other caller in the process (the daemon runs next to the emulator in tests).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepva_watch.media.probe import parse_with_mediainfo
+from deepva_watch.mediainfo import parse_with_mediainfo
 
 log = logging.getLogger(__name__)
 

@@ -16,21 +16,16 @@ import os
 import shutil
 import stat
 import subprocess
-import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
+from deepva_watch.mediainfo import parse_with_mediainfo
 from deepva_watch.media import MediaFacts, MediaKind
 
 #: mediainfo's parse_speed: 0 reads container headers (and the end of an MPEG stream for its duration) only, so probing
 #: a 100 GB MXF costs about as much as probing a 1 MB one.
 MEDIAINFO_PARSE_SPEED = 0.0
-
-#: libmediainfo is not safe to call from two threads at once: concurrent parses crash the process (SIGSEGV) or hang it
-#: within seconds (as three publish workers on a burst of finished video jobs can). A parse of headers takes about 3 ms,
-#: so taking turns costs next to nothing.
-_MEDIAINFO_TURN = threading.Lock()
 
 #: ffprobe runs as a child process; this bounds it on a file that makes it read far more than its headers.
 FFPROBE_TIMEOUT_SECONDS = 30.0
@@ -128,21 +123,6 @@ def probe_with_mediainfo(path: Path, mime: str, kind: MediaKind) -> MediaFacts |
         frame_count=frame_count,
         start_timecode=_mediainfo_start_timecode(info.tracks, picture),
     )
-
-
-def parse_with_mediainfo(path: Path, **options: Any) -> Any | None:
-    """``MediaInfo.parse(path, **options)``, taking turns with every other caller in this process (see
-    ``_MEDIAINFO_TURN``); None when pymediainfo or libmediainfo is not there. A parse failure raises as the parse does.
-    """
-    # Imported here so that a broken pymediainfo install degrades to the ffprobe path instead of failing at import.
-    try:
-        from pymediainfo import MediaInfo
-    except ImportError:
-        return None
-    with _MEDIAINFO_TURN:
-        if not MediaInfo.can_parse():
-            return None
-        return MediaInfo.parse(os.fspath(path), **options)
 
 
 def probe_with_ffprobe(path: Path, mime: str, kind: MediaKind) -> MediaFacts | None:

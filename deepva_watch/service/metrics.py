@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from deepva_watch import __version__
-from deepva_watch import ledger as states
+from deepva_watch.states import FINAL
 from deepva_watch.config import host_port
 from deepva_watch.service.health import FolderState, Health
 
@@ -59,7 +59,7 @@ class _LedgerCollector(Collector):
             backlog = 0
             for (folder, state), count in sorted(counts.items()):
                 assets.add_metric([folder, state], count)
-                if state not in states.FINAL_STATES:
+                if state not in FINAL:
                     backlog += count
             yield assets
             yield GaugeMetricFamily(

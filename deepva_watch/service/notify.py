@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 import structlog
 
-from deepva_watch import ledger as states
+from deepva_watch.states import State
 
 log = structlog.get_logger("deepva_watch.notify")
 
@@ -147,10 +147,11 @@ def stale_workers(heartbeats: Mapping[str, float], now: float, limit: float) -> 
 
 def status_text(counts: Mapping[str, int]) -> str:
     """A STATUS= line from ledger counts by state: what is waiting, in flight, done and failed."""
-    waiting = sum(counts.get(state, 0) for state in (states.SETTLING, states.SETTLED, states.ACCEPTED, states.UPLOADED))
-    working = sum(counts.get(state, 0) for state in (states.UPLOADING, states.SUBMITTING, states.PUBLISHING))
-    at_deepva = counts.get(states.SUBMITTED, 0) + counts.get(states.COMPLETED, 0) + counts.get(states.JOB_FAILED, 0)
+    waiting = sum(counts.get(state, 0) for state in (State.SETTLING, State.SETTLED, State.ACCEPTED, State.UPLOADED))
+    working = sum(counts.get(state, 0) for state in (State.UPLOADING, State.SUBMITTING, State.PUBLISHING,
+                                                      State.REPORTING))
+    at_deepva = counts.get(State.SUBMITTED, 0) + counts.get(State.COMPLETED, 0) + counts.get(State.JOB_FAILED, 0)
     return (
         f"{waiting} waiting, {working} in progress, {at_deepva} at DeepVA, "
-        f"{counts.get(states.PUBLISHED, 0)} published, {counts.get(states.FAILED, 0)} failed"
+        f"{counts.get(State.PUBLISHED, 0)} published, {counts.get(State.FAILED, 0)} failed"
     )

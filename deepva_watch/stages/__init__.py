@@ -1,38 +1,38 @@
-"""The flow, in order: discover → settle → sniff → submit → track → publish.
+"""The flow, in order: settle → sniff → upload → submit → track → publish (and report, for jobs DeepVA failed).
 
-Discovery feeds the ledger from file-system events and scans (see ``discover``); every other stage is a step the
-generic runner in :mod:`deepva_watch.pipeline` applies to ledger rows. This list is the one place that orders them.
+Discovery (:mod:`deepva_watch.watch`) feeds the ledger; every stage here is a step the generic runner
+(:mod:`deepva_watch.flow.runner`) applies to ledger rows. This list is the one place that orders them and says how
+much work each may take.
 """
 
 from __future__ import annotations
 
-from deepva_watch import ledger as states
-from deepva_watch.pipeline import Stage
-from deepva_watch.stages.publish import home_state, publish, start_writes
+from deepva_watch.flow import Admission, AnyStage, Stage, services_only
+from deepva_watch.stages import track
+from deepva_watch.stages.publish import publish, report
 from deepva_watch.stages.settle import settle
 from deepva_watch.stages.sniff import sniff_asset
-from deepva_watch.stages.submit import create_job, submit_quota, upload, upload_capacity
-from deepva_watch.stages import track as tracking
+from deepva_watch.stages.submit import active_jobs, create_job
+from deepva_watch.stages.upload import upload, upload_window
+from deepva_watch.states import State
 
+#: Writing sidecars waits on fsync far more than it computes: several workers overlap those waits.
 PUBLISH_WORKERS = 3
-#: An upload worker takes several small files at a time (one claim and one commit for all of them), but a file of
-#: this size or more alone, so that the other workers can start on the rest.
+#: An upload worker takes several small files at once, but a file of this size or more alone.
 UPLOAD_CLAIM_BYTES = 1024 * 1024
 
-STAGES: tuple[Stage, ...] = (
-    Stage("settle", takes=(states.SETTLING,), step=settle, batch=256),
-    Stage("sniff", takes=(states.SETTLED,), step=sniff_asset),
-    Stage("upload", takes=(states.ACCEPTED,), step=upload, working=states.UPLOADING,
-          workers=lambda config: config.max_uploads, claims=8, claim_bytes=UPLOAD_CLAIM_BYTES, capacity=upload_capacity,
-          wakes_on=(states.SUBMITTED,), uses_api=True),
-    # one creator that claims several rows at once: more threads here cost more in hand-overs of the interpreter
-    # lock than they gain by overlapping round trips (measured with benchmarks/backlog.py)
-    Stage("submit", takes=(states.UPLOADED,), step=create_job, working=states.SUBMITTING, claims=8,
-          quota=submit_quota, wakes_on=(states.COMPLETED, states.JOB_FAILED), uses_api=True),
-    Stage("track", takes=(states.SUBMITTED,), step=tracking.track, prefetch=tracking.prefetch,
-          capacity=tracking.capacity, rest=tracking.rest, batch=tracking.BATCH, uses_api=True),
-    # several publishers: writing sidecars waits on fsync far more than it computes; each hands its whole claim to
-    # the publishing process before it collects the first answer
-    Stage("publish", takes=(states.COMPLETED, states.JOB_FAILED), step=publish, working=states.PUBLISHING,
-          home=home_state, workers=lambda config: PUBLISH_WORKERS, claims=4, prefetch=start_writes, uses_api=True),
+STAGES: tuple[AnyStage, ...] = (
+    Stage("settle", (State.SETTLING,), settle, services_only, batch=256),
+    Stage("sniff", (State.SETTLED,), sniff_asset, services_only, batch=32),
+    Stage("upload", (State.ACCEPTED,), upload, services_only, working=State.UPLOADING,
+          workers=lambda config: config.max_uploads, batch=8, claim_bytes=UPLOAD_CLAIM_BYTES,
+          admission=Admission(room=upload_window, needs_api=True, freed_by=(State.SUBMITTED,))),
+    Stage("submit", (State.UPLOADED,), create_job, services_only, working=State.SUBMITTING, batch=8,
+          admission=Admission(quota=active_jobs, needs_api=True, freed_by=(State.COMPLETED, State.JOB_FAILED))),
+    Stage("track", (State.SUBMITTED,), track.track, track.begin, batch=track.BATCH,
+          admission=Admission(room=track.room, rest=track.rest, needs_api=True)),
+    Stage("publish", (State.COMPLETED,), publish, services_only, working=State.PUBLISHING,
+          workers=lambda config: PUBLISH_WORKERS, batch=4, admission=Admission(needs_api=True)),
+    Stage("report", (State.JOB_FAILED,), report, services_only, working=State.REPORTING, batch=4,
+          admission=Admission(needs_api=True)),
 )

@@ -2,11 +2,10 @@
 where the platform shows it, no process on this machine still has it open for writing.
 
 Copy tools, SMB clients and cameras write in bursts; a file picked up too early is uploaded truncated. The quiet period
-restarts whenever a sighting shows a change, whether it came from an event, a rescan, or this stage's own look. On
-Linux the stage also asks ``/proc`` whether a local writer still holds the file open (see
-:mod:`deepva_watch.watch.openfiles`), so a writer that pauses longer than the quiet period is still waited for. Writers
-on other machines cannot be seen that way; for them the quiet period is the rule. A file that stays open for writing
-without changing for ``WRITER_PATIENCE_SECONDS`` is taken anyway, with a warning: some tools keep files open forever.
+restarts whenever a sighting shows a change. Local writers that pause longer than the quiet period are still waited
+for (:mod:`deepva_watch.media.openfiles`); writers on other machines cannot be seen that way, so for them the quiet
+period is the rule. A file held open for writing without changing for ``WRITER_PATIENCE_SECONDS`` is taken anyway,
+with a warning: some tools keep files open forever.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ import stat
 
 import structlog
 
-from deepva_watch import ledger as states
+from deepva_watch.flow import Advance, Changed, Outcome, Services, Wait, gone
 from deepva_watch.ledger import Asset
-from deepva_watch.pipeline import Advance, Outcome, Services, Wait, gone
-from deepva_watch.watch.openfiles import open_for_writing
+from deepva_watch.media.openfiles import open_for_writing
+from deepva_watch.states import State
 
 log = structlog.get_logger("deepva_watch.settle")
 
-#: How long an unchanging file may be held open for writing before we stop waiting for its writer.
 WRITER_PATIENCE_SECONDS = 600.0
 #: How often a file that is quiet but still open for writing is looked at again.
 WRITER_RECHECK_SECONDS = 0.5
@@ -38,10 +36,9 @@ def settle(services: Services, asset: Asset) -> Outcome:
     except FileNotFoundError:
         return gone()
     if not stat.S_ISREG(info.st_mode):
-        return Advance(states.REJECTED, {"last_error": "not a regular file"})
+        return Advance(State.REJECTED, {"last_error": "not a regular file"})
     if (info.st_size, info.st_mtime_ns) != (asset.size, asset.mtime_ns):
-        services.ledger.observe(asset.folder, asset.relpath, info.st_size, info.st_mtime_ns, now)
-        return Wait(now + quiet)
+        return Changed(info.st_size, info.st_mtime_ns, "the file is still being written")
     if now - asset.stable_since < quiet:
         return Wait(asset.stable_since + quiet)
     if open_for_writing(asset.path):
@@ -50,4 +47,4 @@ def settle(services: Services, asset: Asset) -> Outcome:
             return Wait(now + max(WRITER_RECHECK_SECONDS, min(quiet, 5.0)))
         log.warning("writer_never_closed", waited_seconds=round(waited),
                     note="the file is still open for writing but has not changed; taking it as complete")
-    return Advance(states.SETTLED)
+    return Advance(State.SETTLED)

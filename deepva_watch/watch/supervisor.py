@@ -38,11 +38,11 @@ from typing import Callable
 
 import structlog
 
-from deepva_watch import ledger as states
+from deepva_watch import states
 from deepva_watch.config import FolderConfig
 from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import Clock, folder_key
-from deepva_watch.stages.discover import (
+from deepva_watch.flow import Clock, folder_key
+from deepva_watch.watch.discover import (
     Sighting,
     Snapshot,
     apply_scan,
@@ -383,7 +383,7 @@ class FolderWatch:
             if prefix:
                 latest = self.ledger.latest_versions(self.key)
                 gone_paths.extend(relpath for relpath, (_, _, state) in latest.items()
-                                  if relpath.startswith(prefix + "/") and state in states.UNSUBMITTED_STATES)
+                                  if relpath.startswith(prefix + "/") and state in states.UNSUBMITTED)
         if root_problem(self.folder) is not None:
             return  # the share dropped while we were looking: these hints prove nothing
         new = record_sightings(self.ledger, self.folder, sightings.values(), now)
@@ -453,4 +453,4 @@ class FolderWatch:
         return sum(1 for _, _, state in self.ledger.latest_versions(self.key).values() if state not in _NOT_THERE)
 
 
-_NOT_THERE = frozenset({states.GONE, states.SUPERSEDED})
+_NOT_THERE = frozenset({states.State.GONE, states.State.SUPERSEDED})

@@ -11,7 +11,8 @@ import pytest
 import structlog
 
 from deepva_watch.cli import main
-from deepva_watch.ledger import Asset, Ledger
+from deepva_watch.ledger import Asset, Ledger, SqliteLedger
+from deepva_watch.states import State
 from tests.conftest import write_config
 
 
@@ -55,7 +56,7 @@ class Setup:
         observation = self.ledger.observe(str(self.watch), relpath, info.st_size, info.st_mtime_ns, now=1000.0)
         asset = self.ledger.by_asset_id(observation.asset_id or "")
         assert asset is not None
-        return self.ledger.transition(asset, asset.state, state, 1000.0, **changes)
+        return self.ledger.transition(asset, asset.state, State(state), 1000.0, **changes)
 
     def row(self, relpath: str) -> Asset:
         asset = self.ledger.latest_version(str(self.watch), relpath)
@@ -68,4 +69,4 @@ def setup(tmp_path: Path) -> Setup:
     watch = tmp_path / "watch"
     watch.mkdir()
     config = write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch])
-    return Setup(config, watch, Ledger(tmp_path / "ledger.sqlite3"))
+    return Setup(config, watch, SqliteLedger(tmp_path / "ledger.sqlite3"))

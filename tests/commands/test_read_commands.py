@@ -38,11 +38,11 @@ def test_status_reports_counts_oldest_waiting_and_recent_errors(setup: Setup, cl
 
 
 def test_status_asks_the_running_daemon_for_its_health(tmp_path: Any, cli: Cli) -> None:
-    from deepva_watch.ledger import Ledger
+    from deepva_watch.ledger import SqliteLedger
 
     watch = tmp_path / "watch"
     watch.mkdir()
-    Ledger(tmp_path / "ledger.sqlite3")
+    SqliteLedger(tmp_path / "ledger.sqlite3")
     clock = [0.0]
     health = Health(api_failure_seconds=60, folder_statuses=lambda: [], ledger_problem=lambda: None, clock=lambda: clock[0])
     server = MetricsServer("127.0.0.1", 0, Metrics(ledger_counts=dict, folder_statuses=lambda: []), health).start()

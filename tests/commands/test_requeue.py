@@ -11,25 +11,33 @@ JOB = {"job_id": "job-1", "storage_url": "deepva://storage/1", "storage_id": "s1
        "submitted_at": 1001.0, "submit_attempted": 1}
 
 
-def test_retry_returns_each_failed_file_to_the_step_that_failed(setup: Setup, cli: Cli) -> None:
-    setup.add("upload.jpg", "failed", kind="image", mime="image/jpeg", last_error="HTTP 503", attempts=10, error_retryable=1)
+def test_retry_returns_each_failed_file_to_the_stage_it_failed_in(setup: Setup, cli: Cli) -> None:
+    setup.add("upload.jpg", "failed", kind="image", mime="image/jpeg", last_error="HTTP 503", attempts=10,
+              error_retryable=1, failed_in="upload")
     setup.add("job.jpg", "failed", **JOB, job_state="failed", job_errors='["no faces"]', completed_at=1002.0,
-              last_error="DeepVA job failed: no faces")
-    setup.add("publish.jpg", "failed", **JOB, job_state="completed", completed_at=1002.0, last_error="disk full")
-    setup.add("submit.jpg", "failed", kind="image", storage_url="deepva://storage/2", submit_attempted=1, last_error="400")
+              last_error="DeepVA job failed: no faces", failed_in="report")
+    setup.add("publish.jpg", "failed", **JOB, job_state="completed", completed_at=1002.0, last_error="disk full",
+              failed_in="publish")
+    setup.add("submit.jpg", "failed", kind="image", storage_url="deepva://storage/2", submit_attempted=1,
+              last_error="400", failed_in="submit")
+    setup.add("track.jpg", "failed", **JOB, job_state="processing", last_error="HTTP 500", failed_in="track")
+    setup.add("sniff.jpg", "failed", last_error="cannot read", failed_in="sniff")
     setup.add("fine.jpg", "published", **JOB, job_state="completed")
 
     result = cli("retry", "-c", str(setup.config), "--json")
     assert result.code == 0, result.err
     document = result.json()
-    assert document["command"] == "retry" and document["changed"] == 4
+    assert document["command"] == "retry" and document["changed"] == 6
     moves = {item["path"].rsplit("/", 1)[1]: (item["from"], item["to"]) for item in document["results"]}
     assert moves == {
         "upload.jpg": ("failed", "accepted"),
         "job.jpg": ("failed", "uploaded"),
         "publish.jpg": ("failed", "completed"),
         "submit.jpg": ("failed", "uploaded"),
+        "track.jpg": ("failed", "submitted"),
+        "sniff.jpg": ("failed", "settling"),
     }
+    assert all(row.failed_in is None for row in setup.ledger.query())
 
     upload = setup.row("upload.jpg")
     assert (upload.state, upload.attempts, upload.last_error, upload.error_retryable) == ("accepted", 0, None, None)
@@ -47,7 +55,7 @@ def test_retry_returns_each_failed_file_to_the_step_that_failed(setup: Setup, cl
 
 
 def test_retry_of_named_paths_refuses_files_that_did_not_fail(setup: Setup, cli: Cli) -> None:
-    setup.add("a.jpg", "failed", kind="image", last_error="boom")
+    setup.add("a.jpg", "failed", kind="image", last_error="boom", failed_in="upload")
     setup.add("b.jpg", "submitted", **JOB, job_state="processing")
     result = cli("retry", "-c", str(setup.config), "--json", str(setup.watch / "a.jpg"), str(setup.watch / "b.jpg"))
     assert result.code == 1
@@ -71,13 +79,13 @@ def test_reprocess_creates_a_new_job_even_for_a_published_file(setup: Setup, cli
 
 
 def test_reprocess_uploads_again_when_uploaded_copies_are_deleted(tmp_path: Any, cli: Cli) -> None:
-    from deepva_watch.ledger import Ledger
+    from deepva_watch.ledger import SqliteLedger
     from tests.conftest import write_config
 
     watch = tmp_path / "watch"
     watch.mkdir()
     config = write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch], delete_storage_after_completion=True)
-    setup = Setup(config, watch, Ledger(tmp_path / "ledger.sqlite3"))
+    setup = Setup(config, watch, SqliteLedger(tmp_path / "ledger.sqlite3"))
     setup.add("done.jpg", "published", **JOB, job_state="completed")
     assert cli("reprocess", "-c", str(config), str(watch / "done.jpg")).code == 0
     row = setup.row("done.jpg")
@@ -123,7 +131,7 @@ def test_a_path_outside_every_watched_folder_is_an_error(setup: Setup, cli: Cli,
 
 
 def test_relative_paths_are_resolved_against_the_current_directory(setup: Setup, cli: Cli, monkeypatch: Any) -> None:
-    setup.add("sub/a.jpg", "failed", kind="image", last_error="x")
+    setup.add("sub/a.jpg", "failed", kind="image", last_error="x", failed_in="upload")
     monkeypatch.chdir(setup.watch / "sub")
     assert cli("retry", "-c", str(setup.config), "a.jpg").code == 0
     assert setup.row("sub/a.jpg").state == "accepted"

@@ -9,13 +9,14 @@ import threading
 import time
 from pathlib import Path
 
-from deepva_watch import ledger as states
 from deepva_watch.config import load_config
 from deepva_watch.deepva import DeepVAClient
-from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import StageRunner, make_services
+from deepva_watch.flow import Services
+from deepva_watch.flow.runner import StageRunner
+from deepva_watch.ledger import SqliteLedger
 from deepva_watch.stages import STAGES
-from deepva_watch.stages.discover import reconcile
+from deepva_watch.states import State
+from deepva_watch.watch.discover import reconcile
 from tests.conftest import API_KEY, FIXTURES, ledger_rows, wait_for, write_config
 
 
@@ -78,14 +79,14 @@ def test_paginated_detailed_results_are_all_written(tmp_path, emulator, monkeypa
     shutil.copy(FIXTURES / "sample.mxf", watch / "clip.mxf")
     config = load_config(write_config(tmp_path, emulator.base_url, [watch], folder={"settle_seconds": 0}))
     client = DeepVAClient(emulator.base_url, API_KEY)
-    services = make_services(config, Ledger(config.ledger), client, _Clock())
+    services = Services(config, SqliteLedger(config.ledger), client, _Clock())
     runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state, due_at: None) for stage in STAGES}
     reconcile(services.ledger, config.folders[0], services.clock.now())
     for name in ("settle", "sniff", "upload", "submit", "track", "publish"):
         services.clock.skip(60)  # every step due at once; the emulator, on real time, finished the job already
         runners[name].run_once()
     (row,) = services.ledger.query()
-    assert row.state == states.PUBLISHED, row.last_error
+    assert row.state == State.PUBLISHED, row.last_error
     total = len(list(client.iter_detailed_results(row.job_id, page_size=1000)))
     assert total > 6, "the fixture must give several pages at three segments a page"
     written = json.loads(Path(row.json_path).read_text())["detailed_results"]

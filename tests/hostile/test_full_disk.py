@@ -21,9 +21,9 @@ import pytest
 
 from deepva_watch.deepva.models import Job, Segment
 from deepva_watch.media import MediaFacts
-from deepva_watch.pipeline import Retry
+from deepva_watch.flow import Retry
+from deepva_watch.flow.policy import outcome_for
 from deepva_watch.sidecars import Provenance, SidecarSettings, publish_results
-from deepva_watch.stages.failures import outcome_for
 from tests.conftest import FIXTURES, IN_CI, ledger_rows, wait_for, write_config
 from tests.hostile.conftest import rows_when_final
 
@@ -93,7 +93,7 @@ def _umount(path: Path) -> None:
 
 
 def test_ledger_on_a_full_disk_fails_cleanly_and_recovers_intact(tmp_path):
-    from deepva_watch.ledger import Ledger
+    from deepva_watch.ledger import SqliteLedger
 
     disk = tmp_path / "small-disk"
     disk.mkdir()
@@ -101,7 +101,7 @@ def test_ledger_on_a_full_disk_fails_cleanly_and_recovers_intact(tmp_path):
     if problem:
         pytest.skip(problem)
     try:
-        ledger = Ledger(disk / "ledger.sqlite3")
+        ledger = SqliteLedger(disk / "ledger.sqlite3")
         now = time.time()
         for number in range(20):
             ledger.observe("/watch", f"before-{number}.jpg", 100, number, now)

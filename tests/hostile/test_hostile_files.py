@@ -218,7 +218,7 @@ def test_20_gib_sparse_file_streams_with_bounded_memory(tmp_path, fake_deepva, d
 def test_symlink_loops_end_when_links_are_followed(tmp_path):
     """With follow_symlinks on, every folder is entered once per (device, inode): a loop ends, nothing hangs."""
     from deepva_watch.config import FolderConfig
-    from deepva_watch.stages.discover import scan_tree
+    from deepva_watch.watch.discover import scan_tree
 
     watch = tmp_path / "watch"
     (watch / "a" / "b").mkdir(parents=True)
@@ -238,9 +238,9 @@ def test_a_fifo_swapped_in_after_discovery_is_rejected_without_blocking(tmp_path
     import time
 
     from deepva_watch.config import Config, FolderConfig
-    from deepva_watch.ledger import Ledger
+    from deepva_watch.flow import Advance, Services
+    from deepva_watch.ledger import SqliteLedger
     from deepva_watch.media.sniff import Unsupported, sniff
-    from deepva_watch.pipeline import Advance, make_services
     from deepva_watch.stages.settle import settle
 
     watch = tmp_path / "watch"
@@ -249,13 +249,13 @@ def test_a_fifo_swapped_in_after_discovery_is_rejected_without_blocking(tmp_path
     target.write_bytes((FIXTURES / "sample.mp4").read_bytes())
     folder = FolderConfig(path=watch, modules={"m": {}}, settle_seconds=0)
     config = Config(folders=(folder,), ledger=tmp_path / "ledger.sqlite3")
-    ledger = Ledger(config.ledger)
+    ledger = SqliteLedger(config.ledger)
 
     class Clock:
         def now(self) -> float:
             return time.time() + 60
 
-    services = make_services(config, ledger, client=None, clock=Clock())
+    services = Services(config, ledger, client=None, clock=Clock())  # type: ignore[arg-type]  # settle calls no API
     info = target.stat()
     ledger.observe(str(watch.absolute()), "clip.mp4", info.st_size, info.st_mtime_ns, time.time())
     target.unlink()

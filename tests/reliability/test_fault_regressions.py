@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,8 +22,10 @@ import pytest
 from deepva_watch.config import load_config
 from deepva_watch.deepva import DeepVAClient, DeepVAError, RetryPolicy
 from deepva_watch.fsutil import temp_name_for
-from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import Decision, Retry, Services, Stage, StageRunner, SystemClock
+from deepva_watch.flow import Retry, Services, Stage, services_only
+from deepva_watch.flow.runner import StageRunner
+from deepva_watch.ledger import SqliteLedger
+from deepva_watch.states import State
 from tests.conftest import API_KEY, FIXTURES, free_port, ledger_rows, wait_for, write_config
 
 
@@ -103,35 +106,29 @@ def test_retries_during_an_outage_thin_out(tmp_path):
     watch.mkdir()
     (watch / "clip.jpg").write_bytes(b"\xff\xd8\xff")
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch]))
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     clock = _ManualClock(1_000_000.0)
-    services = Services(config=config, ledger=ledger, client=None, clock=clock, rng=random.Random(0))
+    services = Services(config=config, ledger=ledger, client=None, clock=clock, rng=random.Random(0))  # type: ignore[arg-type]
     outage_began = clock.now()
     services.api_failing_for = lambda: clock.value - outage_began  # what the daemon's health tracker reports
     folder = str(watch.absolute())
     ledger.observe(folder, "clip.jpg", 3, 1, clock.now())
-    down = Stage("down", takes=("settling",), step=lambda services, asset: Retry("no answer", counts=False))
-    runner = StageRunner(down, services, stop=_NeverSet(), on_commit=lambda state, due_at: None)
+    down = Stage("down", (State.SETTLING,), lambda services, asset: Retry("no answer", counts=False), services_only)
+    runner = StageRunner(down, services, stop=threading.Event(), on_commit=lambda state, due_at: None)
 
     delays = []
     for _ in range(8):
-        (asset,) = ledger.due(("settling",), clock.now(), 1)
-        updated = runner.commit(Decision(asset, down.step(services, asset), 0.0))
-        assert updated is not None
+        runner.run_once()
+        (updated,) = ledger.versions(folder, "clip.jpg")
         delays.append(updated.next_attempt_at - clock.now())
         clock.value = updated.next_attempt_at
     assert delays[-1] > 4 * max(delays[:2]), f"retry delays during an outage: {[round(d, 1) for d in delays]}"
 
 
-class _ManualClock(SystemClock):
+class _ManualClock:
     def __init__(self, value: float) -> None:
         self.value = value
 
     def now(self) -> float:
         return self.value
-
-
-class _NeverSet:
-    def is_set(self) -> bool:
-        return False
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deepva_watch.ledger import Ledger
+from deepva_watch.ledger import Ledger, SqliteLedger
 from deepva_watch.service.health import Health, is_api_failure, ledger_write_problem
 from deepva_watch.service.metrics import Metrics, MetricsServer
 
@@ -41,7 +41,7 @@ class Clock:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     ledger.observe("/srv/a", "one.jpg", 10, 1, now=1000.0)
     ledger.observe("/srv/a", "two.jpg", 10, 1, now=1000.0)
     published = ledger.observe("/srv/b", "clip.mxf", 10, 1, now=1000.0)
@@ -193,7 +193,7 @@ def test_only_failures_that_mean_the_api_is_down_start_the_failure_clock() -> No
 def test_ledger_write_problem_finds_what_even_root_cannot_write(tmp_path: Path) -> None:
     good = tmp_path / "ledger.sqlite3"
     assert ledger_write_problem(good) is None
-    Ledger(good)
+    SqliteLedger(good)
     assert ledger_write_problem(good) is None
     (tmp_path / "dir.sqlite3").mkdir()
     assert ledger_write_problem(tmp_path / "dir.sqlite3") == f"{tmp_path / 'dir.sqlite3'} is not a regular file"

@@ -8,8 +8,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from deepva_watch.config import FolderConfig, parse_config
-from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import SystemClock
+from deepva_watch.flow import SystemClock
+from deepva_watch.ledger import SqliteLedger
 from deepva_watch.watch.supervisor import FolderWatch
 
 
@@ -18,7 +18,7 @@ class Harness:
         self.tmp_path = tmp_path
         self.root = tmp_path / "watch"
         self.root.mkdir()
-        self.ledger = Ledger(tmp_path / "ledger.sqlite3")
+        self.ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
         self.watches: list[FolderWatch] = []
         self.sightings = 0
 

@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from deepva_watch import ledger as states
 from deepva_watch.config import parse_config
 from deepva_watch.deepva import SourceChanged
-from deepva_watch.ledger import Ledger
-from deepva_watch.pipeline import StageRunner, SystemClock, make_services
+from deepva_watch.flow import Services, SystemClock
+from deepva_watch.flow.runner import StageRunner
+from deepva_watch.ledger import SqliteLedger
+from deepva_watch.media.openfiles import OpenFiles
 from deepva_watch.stages import STAGES
-from deepva_watch.stages.discover import reconcile
-from deepva_watch.watch.openfiles import OpenFiles
+from deepva_watch.states import State
+from deepva_watch.watch.discover import reconcile
 from tests.conftest import FIXTURES, ledger_rows, wait_for, write_config
 
 
@@ -116,13 +117,13 @@ def test_a_file_that_changes_during_upload_is_discarded_and_picked_up_as_a_new_v
     watch.mkdir()
     config = parse_config({"ledger": str(tmp_path / "l.sqlite3"),
                            "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 0}]})
-    services = make_services(config, Ledger(config.ledger), _ChangingClient(), SystemClock())
+    services = Services(config, SqliteLedger(config.ledger), _ChangingClient(), SystemClock())  # type: ignore[arg-type]
     runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state, due_at: None) for stage in STAGES}
     shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
     reconcile(services.ledger, config.folders[0], services.clock.now())
     for name in ("settle", "sniff", "upload"):
         runners[name].run_once()
     first, second = services.ledger.versions(str(watch.absolute()), "a.jpg")
-    assert first.state == states.SUPERSEDED and "during upload" in first.last_error
-    assert second.state == states.SETTLING and second.size == os.path.getsize(watch / "a.jpg")
+    assert first.state == State.SUPERSEDED and "during upload" in first.last_error
+    assert second.state == State.SETTLING and second.size == os.path.getsize(watch / "a.jpg")
     assert services.client.uploads == 1

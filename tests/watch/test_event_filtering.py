@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent
 
-from deepva_watch.stages.discover import never_recorded
+from deepva_watch.watch.discover import never_recorded
 from deepva_watch.fsutil import atomic_write
 from deepva_watch.watch.events import EVENT_FILTER, Hint, HintQueue
 from deepva_watch.watch.observer import start_observer

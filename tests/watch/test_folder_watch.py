@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 from watchdog.events import EventsLostEvent
 
-from deepva_watch.ledger import GONE, PUBLISHED, SETTLING
-from deepva_watch.pipeline import folder_key
+from deepva_watch.flow import folder_key
+from deepva_watch.states import State
 from deepva_watch.service.health import Health
 from deepva_watch.watch import supervisor
 from deepva_watch.watch.limits import WATCH_LIMIT_SYSCTL
@@ -22,6 +22,7 @@ from deepva_watch.watch.observer import start_observer
 from deepva_watch.watch.supervisor import EMPTY_GUARD_FILES
 from tests.watch.conftest import eventually
 
+GONE, PUBLISHED, SETTLING = State.GONE, State.PUBLISHED, State.SETTLING
 BOTH_MODES = pytest.mark.parametrize("mode", ["events", "poll"])
 
 

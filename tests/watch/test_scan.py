@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import os
+import sqlite3
 import threading
 import tracemalloc
 
-from deepva_watch.ledger import GONE, PUBLISHED, SETTLING
-from deepva_watch.pipeline import folder_key
-from deepva_watch.stages.discover import reconcile, scan_tree
+from deepva_watch.flow import folder_key
+from deepva_watch.states import State
+from deepva_watch.watch.discover import reconcile, scan_tree
+
+GONE, PUBLISHED, SETTLING = State.GONE, State.PUBLISHED, State.SETTLING
 
 
 def test_filters_sizes_and_never_media_names(harness):

@@ -2,7 +2,7 @@
 
 Two sources feed it: file-system events (hints only: they can be lost, merged or overflow) and full scans, at start,
 periodically, after an overflow and on every poll, that reconcile the folder with the ledger. Both end in the same
-ledger calls, so the ledger decides what is new. When and how to scan is :mod:`deepva_watch.watch`'s business; this
+ledger calls, so the ledger decides what is new. When and how to scan is :mod:`.supervisor`'s business; this
 module knows what a candidate file is, how to walk a tree cheaply, and how to turn a scan into ledger writes.
 
 Cost matters here more than anywhere else: a newsroom share holds hundreds of thousands of files and is polled every
@@ -23,11 +23,11 @@ from typing import Iterable, Iterator, Mapping
 
 import structlog
 
-from deepva_watch import ledger as states
+from deepva_watch import states
 from deepva_watch.config import FolderConfig
 from deepva_watch.ledger import Ledger, Observation
 from deepva_watch.media.fingerprint import fingerprint
-from deepva_watch.pipeline import folder_key
+from deepva_watch.flow import folder_key
 from deepva_watch.sidecars import is_sidecar_name
 from deepva_watch.sidecars.naming import CORRUPT_MARKER, JSON_SUFFIX, XMP_SUFFIX
 
@@ -277,7 +277,7 @@ def changed_against_ledger(
     changed = []
     for relpath, (size, mtime_ns) in current.items():
         known = latest.get(relpath)
-        if known is None or known[0] != size or known[1] != mtime_ns or known[2] == states.GONE:
+        if known is None or known[0] != size or known[1] != mtime_ns or known[2] == states.State.GONE:
             changed.append(Sighting(relpath, size, mtime_ns))
     return changed
 
@@ -292,7 +292,7 @@ def reidentify(ledger: Ledger, folder: FolderConfig, sighting: Sighting, now: fl
     if not versions:
         return False
     latest = versions[-1]
-    if latest.size != sighting.size or latest.content_hash is None or latest.state in states.UNSUBMITTED_STATES:
+    if latest.size != sighting.size or latest.content_hash is None or latest.state in states.UNSUBMITTED:
         return False
     shift = abs(latest.mtime_ns - sighting.mtime_ns)
     if not _remount_shift(shift):
@@ -354,7 +354,7 @@ def apply_scan(
         changed = changed_against_ledger(latest, current)
         changed = [s for s in changed if not _reidentified(ledger, folder, latest, s, now)]
         missing = [relpath for relpath, (_, _, state) in latest.items()
-                   if state in states.UNSUBMITTED_STATES and relpath not in current]
+                   if state in states.UNSUBMITTED and relpath not in current]
     if blind:
         missing = [relpath for relpath in missing if not relpath.startswith(blind)]
     new = record_sightings(ledger, folder, changed, now)
@@ -364,7 +364,7 @@ def apply_scan(
 def _reidentified(ledger: Ledger, folder: FolderConfig, latest: Mapping[str, tuple[int, int, str]],
                   sighting: Sighting, now: float) -> bool:
     known = latest.get(sighting.relpath)
-    if known is None or known[0] != sighting.size or known[2] in states.UNSUBMITTED_STATES or known[2] == states.GONE:
+    if known is None or known[0] != sighting.size or known[2] in states.UNSUBMITTED or known[2] == states.State.GONE:
         return False
     return reidentify(ledger, folder, sighting, now)
 

@@ -7,11 +7,11 @@ delivery that slipped past the checks could cause nothing worse than an early st
 
 Still, every delivery is checked as DeepVA documents it: an HMAC-SHA512 of the exact body bytes with the secret set in
 the DeepVA web app, and a nonce that must be greater than the last one accepted. DeepVA does not publish the header
-names, so both come from the config. The last nonce is kept in the ledger (``webhook_nonce``), so a delivery replayed
-after a restart is refused too.
+names, so both come from the config. The last nonce is kept by the caller's :data:`NonceStore` (the daemon keeps it in
+the ledger), so a delivery replayed after a restart is refused too.
 
-Like ``deepva/`` for the REST API, this module is the one place that knows the webhook's JSON field names, both of the
-request (``webhook.events``, ``webhook.callback``) and of the delivery (``event``, ``data.job.id``, ``data.job.state``).
+This module is the one place that knows the webhook's JSON field names, both of the request (``webhook.events``,
+``webhook.callback``) and of the delivery (``event``, ``data.job.id``, ``data.job.state``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from deepva_watch.config import ConfigError, Secret, WebhookConfig
 
 log = structlog.get_logger("deepva_watch.webhook")
 
-#: The ledger setting that holds the last accepted nonce.
+#: The name under which the daemon keeps the last accepted nonce.
 NONCE_SETTING = "webhook_nonce"
 #: A job callback is a few kilobytes; anything near this is not one, and is refused before it is read.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -75,9 +75,6 @@ def load_secret(config: WebhookConfig) -> Secret:
     return Secret(secret)
 
 
-def ledger_nonce_store(ledger: Any, now: Callable[[], float]) -> NonceStore:
-    """Nonces kept in the ledger's settings, compared and stored in one transaction (``Ledger.advance_setting``)."""
-    return lambda nonce: bool(ledger.advance_setting(NONCE_SETTING, nonce, now()))
 
 
 def sign(secret: str, body: bytes) -> str:

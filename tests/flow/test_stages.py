@@ -1,0 +1,374 @@
+"""Each stage under the one runner: what it decides, and what the runner commits for it."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from deepva_watch.deepva import BadRequest, NotAuthenticated, ServerError, TransportError
+from deepva_watch.deepva.models import Job
+from deepva_watch.flow import folder_key
+from deepva_watch.flow.policy import MAX_ATTEMPTS, REFUSED_KEY_RETRY_SECONDS
+from deepva_watch.ledger import SqliteLedger
+from deepva_watch.stages.clean_up import RETRY_SECONDS, CleanUp
+from deepva_watch.states import State
+from tests.conftest import FIXTURES
+from tests.flow.conftest import FakeClient, Flow, make_flow, one_folder
+
+S = State
+
+
+def test_a_file_waits_out_its_quiet_period_then_flows_to_submitted(flow: Flow) -> None:
+    flow.drop("a.jpg", fixture="sample.jpg")
+    flow.run("settle")
+    assert flow.only().state == S.SETTLING, "not settled before settle_seconds"
+    flow.clock.advance(10)
+    flow.run("settle", "sniff", "upload", "submit")
+    row = flow.only()
+    assert row.state == S.SUBMITTED and row.mime == "image/jpeg" and (row.content_hash or "").startswith("blake2b")
+    assert flow.client.calls == ["upload", "create_job"]
+    assert row.next_attempt_at == flow.clock.now() + 5
+
+    flow.run("track")
+    assert flow.client.calls == ["upload", "create_job"], "a job is not polled before its poll interval"
+    flow.clock.advance(5)
+    flow.run("track")
+    assert flow.only().state == S.SUBMITTED and flow.only().job_state == "waiting"
+    flow.client.finish()
+    flow.clock.advance(5)
+    flow.run("track")
+    row = flow.only()
+    assert row.state == S.SUBMITTED, "a job with no progress is asked about a little less often"
+    assert row.next_attempt_at % 5 == 0, "looks fall on the poll grid, so one list request can serve many jobs"
+    flow.clock.advance(5)
+    flow.run("track")
+    row = flow.only()
+    assert row.state == S.COMPLETED and Job.loads(row.job_snapshot or "").state == "completed"
+
+
+def test_a_growing_file_is_not_taken_until_it_stops_changing(flow: Flow) -> None:
+    path = flow.watch / "growing.mxf"
+    path.write_bytes(b"x" * 10)
+    flow.drop()
+    for size in (20, 30, 40):
+        flow.clock.advance(6)
+        path.write_bytes(b"x" * size)
+        flow.run("settle")
+        assert flow.only().state == S.SETTLING
+    flow.clock.advance(10)
+    flow.run("settle")
+    row = flow.only()
+    assert row.state == S.SETTLED and row.size == 40
+
+
+def test_lost_create_response_is_reconciled_by_tag_not_by_a_second_job(flow: Flow) -> None:
+    client = flow.client
+    flow.accept("a.png")
+    flow.run("upload")
+    real_create = client.create_job
+
+    def create_then_lose_answer(sources, modules, *, tag, webhook=None):  # type: ignore[no-untyped-def]
+        real_create(sources, modules, tag=tag)
+        raise TransportError("POST", "/jobs/", reason="read timed out", maybe_applied=True)
+
+    client.create_job = create_then_lose_answer  # type: ignore[method-assign]
+    flow.run("submit")
+    row = flow.only()
+    assert row.state == S.UPLOADED and row.submit_attempted == 1 and len(client.jobs) == 1
+    client.create_job = real_create  # type: ignore[method-assign]
+    flow.clock.advance(3600)
+    flow.run("submit")
+    row = flow.only()
+    assert row.state == S.SUBMITTED and row.job_id == "job-1"
+    assert len(client.jobs) == 1 and client.calls[-1] == "find_jobs_by_tag"
+
+
+def test_transient_errors_back_off_then_park_as_failed_with_the_stage(flow: Flow) -> None:
+    flow.accept("a.png")
+    flow.client.errors["upload"] = [ServerError("POST", "/storage/", status=503, excerpt="down")] * (MAX_ATTEMPTS + 1)
+    delays = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        flow.run("upload")
+        row = flow.only()
+        if attempt < MAX_ATTEMPTS:
+            assert row.state == S.ACCEPTED and row.attempts == attempt and "503" in (row.last_error or "")
+            delays.append(row.next_attempt_at - flow.clock.now())
+            flow.clock.advance(delays[-1])
+    assert delays[-1] > delays[0], "backoff grows"
+    row = flow.only()
+    assert row.state == S.FAILED and row.error_retryable == 1 and row.failed_in == "upload"
+
+
+def test_refused_key_and_bad_request_are_treated_differently(flow: Flow) -> None:
+    flow.drop("b.jpg", fixture="sample.jpg")
+    flow.accept("a.png")
+    flow.client.errors["upload"] = [NotAuthenticated("POST", "/storage/", status=401, excerpt="")]
+    flow.run("upload")
+    refused = next(a for a in flow.services.ledger.query() if a.attempts == 0 and a.state == S.ACCEPTED and a.last_error)
+    assert "refused the API key" in (refused.last_error or "")
+    assert refused.next_attempt_at == flow.clock.now() + REFUSED_KEY_RETRY_SECONDS
+    flow.client.errors["create_job"] = [BadRequest("POST", "/jobs/", status=400, excerpt="bad modules")]
+    flow.run("upload", "submit")
+    failed = [a for a in flow.services.ledger.query() if a.state == S.FAILED]
+    assert len(failed) == 1 and failed[0].error_retryable == 0 and "400" in (failed[0].last_error or "")
+    assert failed[0].failed_in == "submit"
+
+
+def test_a_key_refused_mid_batch_hands_the_rest_of_the_batch_back_untouched(flow: Flow) -> None:
+    """Job creation claims several rows at once; once DeepVA refuses the key (the daemon then closes the API gate),
+    the rest of the batch must not each meet the same 401."""
+    flow.accept(*(f"{index}.png" for index in range(5)))
+    for _ in range(5):
+        flow.run("upload")
+    real_create = flow.client.create_job
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        flow.services.gate.close("DeepVA refused the API key (HTTP 401)")  # what the daemon's response hook does
+        raise NotAuthenticated("POST", "/jobs/", status=401, excerpt="")
+
+    flow.client.create_job = refused  # type: ignore[method-assign]
+    assert flow.runners["submit"].run_once() == 5
+    rows = flow.services.ledger.query()
+    assert sorted(row.state for row in rows) == [S.UPLOADED] * 5
+    assert all(row.attempts == 0 for row in rows)
+    assert sum(1 for row in rows if row.last_error) == 1  # only the one that met the 401
+    assert flow.runners["submit"].run_once() == 0  # the stage rests while the gate is closed
+
+    flow.client.create_job = real_create  # type: ignore[method-assign]
+    flow.services.gate.open()
+    flow.clock.advance(REFUSED_KEY_RETRY_SECONDS)
+    flow.run("submit")
+    assert sorted(row.state for row in flow.services.ledger.query()) == [S.SUBMITTED] * 5
+
+
+def test_a_failed_job_is_reported_with_its_errors_and_no_xmp(flow: Flow) -> None:
+    flow.accept("a.jpg")
+    flow.run("upload", "submit")
+    flow.client.finish("failed", ("model not available",))
+    flow.clock.advance(5)
+    flow.run("track")
+    row = flow.only()
+    assert row.state == S.JOB_FAILED and row.errors == ["model not available"]
+    flow.run("report")
+    row = flow.only()
+    assert row.state == S.FAILED and row.failed_in == "report" and "model not available" in (row.last_error or "")
+    assert row.json_path and Path(row.json_path).exists() and row.xmp_path is None
+    assert row.job_snapshot is None, "the job is kept only until its sidecar is written"
+
+
+def test_deleted_before_submission_ends_gone_quietly(flow: Flow) -> None:
+    flow.drop("a.jpg", fixture="sample.jpg")
+    (flow.watch / "a.jpg").unlink()
+    flow.clock.advance(10)
+    flow.run("settle")
+    assert flow.only().state == S.GONE
+    assert flow.client.calls == []
+    assert folder_key(flow.config.folders[0]) == flow.only().folder
+
+
+def test_a_file_changed_while_deepva_worked_on_it_is_superseded_by_the_new_version(flow: Flow) -> None:
+    flow.accept("a.png")
+    flow.run("upload", "submit")
+    flow.client.finish()
+    flow.clock.advance(5)
+    flow.run("track")
+    shutil.copy(FIXTURES / "sample.jpg", flow.watch / "a.png")  # replaced by another picture
+    flow.run("publish")
+    old, new = flow.services.ledger.versions(folder_key(flow.config.folders[0]), "a.png")
+    assert old.state == S.SUPERSEDED and "changed while DeepVA worked on it" in (old.last_error or "")
+    assert new.state == S.SETTLING and new.size == (flow.watch / "a.png").stat().st_size
+    assert not (flow.watch / "a.png.xmp").exists()
+
+
+def test_max_active_jobs_holds_and_a_finished_job_frees_a_slot(tmp_path: Path) -> None:
+    flow = one_folder(tmp_path, {"max_active_jobs": 3, "max_uploads": 1})
+    flow.accept(*(f"{i}.png" for i in range(8)))
+    for _ in range(10):
+        flow.run("upload", "submit")
+    counts = flow.services.ledger.count_by_state()
+    assert counts[S.SUBMITTED] == 3, counts
+    assert counts[S.UPLOADED] == 3 and counts[S.ACCEPTED] == 2, "uploads run ahead by one window, no more"
+    flow.client.finish()
+    flow.clock.advance(30)
+    flow.run("track")
+    assert flow.client.calls.count("list_jobs") == 1 and flow.client.calls.count("get_job") == 0, "one list polls all"
+    for _ in range(10):
+        flow.run("upload", "submit")
+    assert flow.services.ledger.count_by_state()[S.SUBMITTED] == 3
+
+
+def test_higher_priority_folder_goes_first_then_oldest(tmp_path: Path) -> None:
+    low, high = tmp_path / "low", tmp_path / "high"
+    low.mkdir()
+    high.mkdir()
+    flow = make_flow({"ledger": str(tmp_path / "l.sqlite3"), "folders": [
+        {"path": str(low), "modules": {"m": {}}, "settle_seconds": 0},
+        {"path": str(high), "modules": {"m": {}}, "settle_seconds": 0, "priority": 5},
+    ]})
+    flow.drop("a.png", "b.png")
+    flow.drop("late.png", folder=1)
+    flow.clock.advance(1)
+    flow.run("settle", "sniff", "upload")
+    order = [flow.client.storage[str(number)].name.split("_", 1)[1] for number in (1, 2, 3)]
+    assert order == ["late.png", "a.png", "b.png"]
+
+
+def test_a_failed_job_is_resubmitted_only_when_configured(tmp_path: Path) -> None:
+    flow = one_folder(tmp_path, {"retry_failed_jobs": True})
+    flow.accept("a.png")
+    for _ in range(3):
+        flow.run("upload", "submit")
+        flow.client.finish("failed", ("GPU out of memory",))
+        flow.clock.advance(30)
+        flow.run("track")
+    row = flow.only()
+    assert row.state == S.JOB_FAILED and row.job_failures == 3 and len(flow.client.jobs) == 3
+
+
+def test_cut_off_upload_leaves_no_duplicate_storage_object(flow: Flow) -> None:
+    flow.accept("a.png")
+    real_upload = flow.client.upload
+
+    def upload_then_drop(path, **kwargs):  # type: ignore[no-untyped-def]
+        real_upload(path, **kwargs)  # the server kept an object from the cut-off attempt
+        raise TransportError("POST", "/storage/", reason="connection lost", maybe_applied=True)
+
+    flow.client.upload = upload_then_drop  # type: ignore[method-assign]
+    flow.run("upload")
+    assert flow.only().upload_attempted == 1 and len(flow.client.storage) == 1
+    flow.client.upload = real_upload  # type: ignore[method-assign]
+    flow.clock.advance(3600)
+    flow.run("upload")
+    assert flow.only().state == S.UPLOADED
+    assert len(flow.client.storage) == 1, "the leftover was deleted before the new upload"
+
+
+def test_poll_budget_caps_requests_per_minute(tmp_path: Path) -> None:
+    flow = one_folder(tmp_path, {"max_requests_per_minute": 6, "poll_interval_seconds": 1})
+    flow.accept("a.png", "b.png")
+    flow.run("upload", "upload", "submit", "submit")
+    before = len(flow.client.calls)
+    for _ in range(60):  # one simulated minute, looking every second
+        flow.clock.advance(1)
+        flow.run("track")
+    polls = len(flow.client.calls) - before
+    assert 6 <= polls <= 6 + 1 + 1, f"{polls} status requests in a minute with a ceiling of 6"
+
+
+def test_the_tracker_pages_past_jobs_that_are_not_ours(tmp_path: Path) -> None:
+    """Other clients' jobs fill the first page; ours are on the second."""
+    client = FakeClient()
+    for index in range(150):
+        client.jobs[f"other-{index}"] = Job(id=f"other-{index}", tag="someone else", state="completed",
+                                            progress=1.0, sources=(), modules={})
+    flow = one_folder(tmp_path, {}, client)
+    flow.accept("a.png", "b.png", "c.png")
+    for _ in range(3):
+        flow.run("upload", "submit")
+    client.finish()
+    flow.clock.advance(30)
+    flow.run("track")
+    assert flow.services.ledger.count_by_state() == {S.COMPLETED: 3}
+    assert client.calls.count("list_jobs") == 2 and client.calls.count("get_job") == 0
+
+
+def test_an_unknown_job_state_is_logged_and_polled_on(flow: Flow) -> None:
+    flow.accept("a.png")
+    flow.run("upload", "submit")
+    flow.client.finish("queued_for_gpu")
+    flow.client.jobs = {key: replace(job, progress=0.0) for key, job in flow.client.jobs.items()}
+    with capture_logs() as logs:
+        flow.clock.advance(30)
+        flow.run("track")
+    row = flow.only()
+    assert row.state == S.SUBMITTED and row.job_state == "queued_for_gpu"
+    assert any(entry["event"] == "job_state_unknown" and entry["state"] == "queued_for_gpu" for entry in logs)
+    flow.client.finish()
+    flow.clock.advance(120)
+    flow.run("track")
+    assert flow.only().state == S.COMPLETED
+
+
+def test_a_vanished_job_sends_the_file_back_to_be_submitted_again(flow: Flow) -> None:
+    flow.accept("a.png")
+    flow.run("upload", "submit")
+    flow.client.jobs.clear()
+    flow.clock.advance(5)
+    with capture_logs() as logs:
+        flow.run("track")
+    row = flow.only()
+    assert row.state == S.UPLOADED and row.job_id is None and row.submit_attempted == 0
+    assert any(entry["event"] == "job_vanished" for entry in logs)
+    flow.run("submit")
+    assert flow.only().state == S.SUBMITTED and flow.only().job_id == "job-1"
+
+
+def _publish_one(tmp_path: Path, top: dict[str, object], client: FakeClient) -> Flow:
+    flow = one_folder(tmp_path, top, client)
+    flow.accept("a.png")
+    flow.run("upload", "submit")
+    client.finish()
+    flow.clock.advance(30)
+    flow.run("track", "publish")
+    return flow
+
+
+CLEAN_UP = {"delete_storage_after_completion": True, "delete_job_after_publish": True}
+
+
+def test_published_results_come_from_the_job_the_tracker_kept(tmp_path: Path) -> None:
+    flow = _publish_one(tmp_path, {}, FakeClient())
+    row = flow.only()
+    assert row.state == S.PUBLISHED and row.cleanup_pending == 0 and row.job_snapshot is None
+    assert flow.client.calls == ["upload", "create_job", "get_job", "detailed_results"], \
+        "the tracker's one look; publishing took the finished job from the ledger, not another request"
+    assert row.xmp_path and Path(row.xmp_path).exists() and row.json_path and Path(row.json_path).exists()
+    assert "delete_storage" not in flow.client.calls
+
+
+def test_storage_and_job_are_deleted_only_once_the_row_says_published(tmp_path: Path) -> None:
+    client = FakeClient()
+    flow = _publish_one(tmp_path, CLEAN_UP, client)
+    row = flow.only()
+    assert row.state == S.PUBLISHED and row.cleanup_pending == 1 and len(client.storage) == 1
+    seen: list[str] = []
+    real_delete = client.delete_storage
+
+    def delete_storage(storage_id: str) -> None:  # the row must say published first: a repeat needs the job
+        seen.extend(SqliteLedger(tmp_path / "l.sqlite3", readonly=True).count_by_state())
+        real_delete(storage_id)
+
+    client.delete_storage = delete_storage  # type: ignore[method-assign]
+    assert CleanUp(flow.services, __import__("threading").Event()).sweep() == 1
+    assert seen == [S.PUBLISHED] and client.storage == {} and client.calls[-1] == "delete_job"
+    assert flow.only().cleanup_pending == 0
+
+
+def test_a_refused_clean_up_is_tried_again_a_minute_later(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.errors["delete_storage"] = [ServerError("DELETE", "/storage/1/", status=503, excerpt="busy")]
+    flow = _publish_one(tmp_path, CLEAN_UP, client)
+    clean_up = CleanUp(flow.services, __import__("threading").Event())
+    assert clean_up.sweep() == 0
+    assert flow.only().cleanup_pending == 1 and len(client.storage) == 1
+    assert clean_up.sweep() == 0 and client.calls.count("delete_storage") == 1, "not again at once"
+    flow.clock.advance(RETRY_SECONDS)
+    assert clean_up.sweep() == 1 and client.storage == {} and flow.only().cleanup_pending == 0
+    before = len(client.calls)
+    assert clean_up.sweep() == 0 and len(client.calls) == before, "a clean row is never swept again"
+
+
+def test_a_worker_claims_no_more_than_its_share_of_the_window(tmp_path: Path) -> None:
+    """Two upload workers and a window of three: one claim takes one file, so that the other worker gets work too."""
+    narrow = one_folder(tmp_path, {"max_uploads": 2, "max_active_jobs": 3})
+    narrow.accept("a.png", "b.png", "c.png")
+    narrow.run("upload")
+    assert narrow.client.calls.count("upload") == 1
+    (tmp_path / "wide").mkdir()
+    wide = one_folder(tmp_path / "wide", {"max_uploads": 2})
+    wide.accept("a.png", "b.png", "c.png")
+    wide.run("upload")
+    assert wide.client.calls.count("upload") == 3, "with a window of 20, one claim takes all three small files"
