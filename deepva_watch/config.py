@@ -81,6 +81,13 @@ class SidecarConfig:
         "Write sidecars into this folder, mirroring the watched tree, instead of next to the media (for read-only shares).",
         default=None,
     )
+    digikam_tags_list: bool = _help(
+        "Also write digiKam:TagsList (which digiKam and Immich read before lr:hierarchicalSubject) into XMP sidecars "
+        "that have none. It is always written where the sidecar or the image already has one, or a keyword holds a '/', "
+        "and kept in step with the other keyword fields. Off by default: Lightroom, Bridge and darktable do not update "
+        "it when they change keywords.",
+        default=False,
+    )
 
 
 @dataclass(frozen=True)

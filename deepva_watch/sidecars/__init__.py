@@ -24,7 +24,9 @@ from deepva_watch.fsutil import atomic_write, fsync_folder
 from deepva_watch.media import MediaFacts, MediaKind
 from deepva_watch.sidecars.claim import claim_xmp
 from deepva_watch.sidecars.collect import ResultCollector
+from deepva_watch.sidecars.embedded import read_embedded_keywords
 from deepva_watch.sidecars.json_sidecar import SCHEMA_VERSION, job_json, load_schema, summary_json, write_json_sidecar
+from deepva_watch.sidecars.keywords import KeywordFields
 from deepva_watch.sidecars.model import Provenance, SidecarSettings, WrittenSidecars
 from deepva_watch.sidecars.naming import (
     UnsafeSidecarPath,
@@ -134,15 +136,22 @@ def publish_results(
 
     _ensure_folder(xmp_planned.parent, media_path)
     collected = collector.finish()
+    notes = list(collected.notes)
     with XMP_CLAIMS.holding(xmp_planned.parent, media_path.name):
         stem_form = xmp_form(settings.naming, media.kind) == "stem"
         claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=stem_form)
+        notes.extend(claim.notes)
+        embedded = None
+        if claim.existing is None and media.kind == "image":
+            embedded = _embedded_keywords(media_path, notes)
         content = XmpContent(
             collected=collected,
             media=media,
             provenance=provenance,
             source_name=media_path.name,
             sidecar_for_extension=claim.sidecar_for_extension,
+            tags_list=settings.digikam_tags_list,
+            embedded=embedded,
         )
         data = render_xmp(claim.existing, content, toolkit=f"deepva-watch {provenance.daemon_version}")
 
@@ -152,7 +161,17 @@ def publish_results(
         atomic_write(claim.path, write_xmp, sync_folder=False)
     for folder in {claim.path.parent, *([written_json.parent] if written_json is not None else [])}:
         fsync_folder(folder)
-    return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(claim.notes))
+    return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(notes))
+
+
+def _embedded_keywords(media_path: Path, notes: list[str]) -> KeywordFields | None:
+    """The file's own keywords for a new sidecar; a file we cannot read them from costs a note, never the sidecar."""
+    try:
+        return read_embedded_keywords(media_path)
+    except Exception as error:  # Pillow and the XML parser raise many kinds of error for a damaged file
+        notes.append(f"could not read the keywords embedded in {media_path.name} ({type(error).__name__}: {error}); "
+                     "the new sidecar holds only ours")
+        return None
 
 
 def _ensure_folder(folder: Path, media_path: Path) -> None:

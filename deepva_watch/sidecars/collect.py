@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from deepva_watch.deepva.models import Box, Segment, SummaryItem
-from deepva_watch.sidecars.kinds import LabelKind, classify, hierarchy_part, is_named_person
+from deepva_watch.sidecars.keywords import Keyword, keyword
+from deepva_watch.sidecars.kinds import LabelKind, classify, is_named_person
+from deepva_watch.sidecars.text import format_decimal
 from deepva_watch.sidecars.timing import MILLISECOND_RATE, seconds_to_units
 
 # Two appearances of a label separated by at most this many frames are one marker: detectors sampling every other
@@ -51,14 +53,14 @@ class Region:
 
 @dataclass
 class Collected:
-    """Everything the XMP writer needs, in first-seen order."""
+    """Everything the XMP writer needs, in first-seen order; ``notes`` are worth one log line each."""
 
-    subjects: list[str] = field(default_factory=list)
-    hierarchical: list[str] = field(default_factory=list)
+    keywords: list[Keyword] = field(default_factory=list)
     people: list[str] = field(default_factory=list)
     regions: list[Region] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     marker_rate: Fraction | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class ResultCollector:
@@ -70,12 +72,13 @@ class ResultCollector:
     def __init__(self, *, is_video: bool, rate: Fraction | None) -> None:
         self._is_video = is_video
         self._rate = rate if rate else MILLISECOND_RATE
-        self._labels: dict[tuple[str, str], None] = {}  # (hierarchical, label), ordered set
-        self._subjects: dict[str, None] = {}
+        self._keywords: dict[Keyword, None] = {}  # ordered set
         self._people: dict[str, None] = {}
         self._regions: dict[Region, None] = {}
         self._intervals: dict[tuple[str, str], list[Interval]] = {}
         self._kinds: dict[tuple[str, str], LabelKind] = {}
+        self._mismatches = 0
+        self._first_mismatch = ""
 
     def add_summary_item(self, item: SummaryItem) -> None:
         self._add_label(classify(item.type, item.module), item.label)
@@ -109,20 +112,24 @@ class ResultCollector:
                     )
                 )
         markers.sort(key=lambda marker: (marker.start, marker.name))
+        notes = []
+        if self._mismatches:
+            notes.append(f"frame numbers disagree with the times in {self._mismatches} detailed result(s), e.g. "
+                         f"{self._first_mismatch}: markers follow the times")
         return Collected(
-            subjects=list(self._subjects),
-            hierarchical=[f"{hierarchy}|{hierarchy_part(label)}" for hierarchy, label in self._labels],
+            keywords=list(self._keywords),
             people=list(self._people),
             regions=list(self._regions),
             markers=markers,
             marker_rate=self._rate if self._is_video else None,
+            notes=notes,
         )
 
     def _add_label(self, kind: LabelKind, label: str) -> None:
-        if not label.strip():
+        found = keyword(kind.hierarchy, label)
+        if found is None:
             return
-        self._subjects.setdefault(label, None)
-        self._labels.setdefault((kind.hierarchy, label), None)
+        self._keywords.setdefault(found, None)
         if is_named_person(kind, label):
             self._people.setdefault(label, None)
 
@@ -144,21 +151,41 @@ class ResultCollector:
             intervals.append(interval)
 
     def _frames(self, segment: Segment) -> tuple[int, int] | None:
-        """(first frame, one past the last) from frame numbers when the rate is real, else from seconds."""
-        use_frames = self._rate is not MILLISECOND_RATE
-        if use_frames and segment.frame_start is not None:
-            start = segment.frame_start
-        elif segment.time_start is not None:
-            start = seconds_to_units(segment.time_start, self._rate)
-        else:
+        """(first frame, one past the last) at the file's rate.
+
+        DeepVA does not document at what rate ``frame_start`` counts, and some results count at another rate than the
+        file's. Frame numbers are used when they agree with the times to within one frame; otherwise the times win.
+        A marker is never shorter than its times say.
+        """
+        rate = self._rate
+        time_start = None if segment.time_start is None else seconds_to_units(segment.time_start, rate)
+        time_end = None if segment.time_end is None else seconds_to_units(segment.time_end, rate)
+        start, end = time_start, time_end
+        if rate is not MILLISECOND_RATE:  # frame numbers mean something only at a known rate
+            frame_start = segment.frame_start
+            frame_end = None if segment.frame_end is None else segment.frame_end + 1  # DeepVA's is the last frame
+            if _disagree(frame_start, time_start) or _disagree(frame_end, time_end):
+                self._note_mismatch(segment)
+                start = time_start if time_start is not None else frame_start
+                end = time_end if time_end is not None else frame_end
+            else:
+                start = frame_start if frame_start is not None else time_start
+                end = frame_end if frame_end is not None else time_end
+                if start is not None and end is not None and time_start is not None and time_end is not None:
+                    end = max(end, start + time_end - time_start)
+        if start is None:
             return None
-        if use_frames and segment.frame_end is not None:
-            end = segment.frame_end + 1  # DeepVA's frame_end is the last frame showing the label
-        elif segment.time_end is not None:
-            end = seconds_to_units(segment.time_end, self._rate)
-        else:
+        if end is None:
             end = start + 1
         return max(0, start), max(0, end)
+
+    def _note_mismatch(self, segment: Segment) -> None:
+        self._mismatches += 1
+        if self._mismatches == 1:
+            self._first_mismatch = (
+                f"{segment.module}: frames {segment.frame_start}-{segment.frame_end}, times {segment.time_start}-"
+                f"{segment.time_end} s, at the file's {format_decimal(float(self._rate), 3)} fps"
+            )
 
     def _add_regions(self, kind: LabelKind, segment: Segment) -> None:
         for detection in segment.detections:
@@ -178,6 +205,11 @@ def clamp_box(box: Box) -> Box | None:
     if right <= left or bottom <= top:
         return None
     return Box(left, top, right - left, bottom - top)
+
+
+def _disagree(frame: int | None, by_time: int | None) -> bool:
+    """Both known and more than one frame apart."""
+    return frame is not None and by_time is not None and abs(frame - by_time) > 1
 
 
 def _unit(value: float) -> float:

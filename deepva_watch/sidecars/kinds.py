@@ -13,16 +13,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LabelKind:
-    hierarchy: str  # first levels of lr:hierarchicalSubject, joined with "|"
+    hierarchy: tuple[str, ...]  # the levels above the label: ("People",) files "Jane Doe" as People|Jane Doe
     marker_prefix: str  # "Face" in the marker name "Face: Jane Doe"
     is_person: bool = False
 
 
-PEOPLE = LabelKind("People", "Face", is_person=True)
-OBJECTS = LabelKind("Objects", "Object")
-LANDMARKS = LabelKind("Landmarks", "Landmark")
-TEXT = LabelKind("Text", "Text")
-LOWER_THIRDS = LabelKind("Lower thirds", "Lower third")
+PEOPLE = LabelKind(("People",), "Face", is_person=True)
+OBJECTS = LabelKind(("Objects",), "Object")
+LANDMARKS = LabelKind(("Landmarks",), "Landmark")
+TEXT = LabelKind(("Text",), "Text")
+LOWER_THIRDS = LabelKind(("Lower thirds",), "Lower third")
 
 _BY_MODULE: dict[str, LabelKind | None] = {
     "face_recognition": PEOPLE,
@@ -56,12 +56,7 @@ def classify(item_type: str | None, module: str | None) -> LabelKind:
     elif (found := _BY_TYPE.get((item_type or "").strip().lower())) is not None:
         return found
     name = module_key or (item_type or "").strip().lower() or "other"
-    return LabelKind(f"DeepVA|{hierarchy_part(name)}", name)
-
-
-def hierarchy_part(label: str) -> str:
-    """A label as one level of a ``|``-separated hierarchy: a '|' inside it would invent a level, so it becomes '/'."""
-    return label.replace("|", "/")
+    return LabelKind(("DeepVA", name), name)
 
 
 def is_named_person(kind: LabelKind, label: str) -> bool:

@@ -19,12 +19,15 @@ class SidecarSettings:
     specification, Adobe's video tools); ``auto`` picks ``name`` for images and ``stem`` for video.
     ``output_dir``: None writes next to the media; otherwise into a tree under it that mirrors the watched root, for
     shares the daemon may only read.
+    ``digikam_tags_list``: also write ``digiKam:TagsList`` into XMP sidecars that have none. Where one exists, the
+    media file embeds one or a keyword holds a ``/``, it is written anyway (see ``keywords``).
     """
 
     xmp: bool = True
     json: bool = True
     naming: Naming = "auto"
     output_dir: Path | None = None
+    digikam_tags_list: bool = False
 
 
 @dataclass(frozen=True)

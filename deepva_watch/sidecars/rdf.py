@@ -31,6 +31,7 @@ ST_DIM = "http://ns.adobe.com/xap/1.0/sType/Dimensions#"
 ST_AREA = "http://ns.adobe.com/xmp/sType/Area#"
 XMP_DM = "http://ns.adobe.com/xmp/1.0/DynamicMedia/"
 PHOTOSHOP = "http://ns.adobe.com/photoshop/1.0/"
+DIGIKAM = "http://www.digikam.org/ns/1.0/"
 # Our provenance namespace. Never change it: re-runs find what they wrote last time through it.
 DVW = "https://deepva-watch.org/ns/1.0/"
 
@@ -46,6 +47,7 @@ PREFERRED_PREFIXES = {
     ST_AREA: "stArea",
     XMP_DM: "xmpDM",
     PHOTOSHOP: "photoshop",
+    DIGIKAM: "digiKam",
     DVW: "dvw",
     "http://ns.adobe.com/xap/1.0/": "xmp",
 }

@@ -1,7 +1,13 @@
 """The XMP sidecar: keywords, people, face regions and time-coded markers, merged into whatever is already there.
 
+Keywords: ``dc:subject``, ``lr:hierarchicalSubject`` and, where one exists or the folder asks for it,
+``digiKam:TagsList`` end up holding the same keyword set: ours, and every keyword already in any of them (see
+``keywords``). A sidecar we create also takes in the media file's own keywords (see ``embedded``).
+
 Ownership rule (what a re-run replaces): our provenance block (``dvw:``) records exactly the keyword values, regions
-and single properties we added. On the next run those are removed and the new results added; everything else stays.
+and single properties we added, including the copies of other keywords we made to keep the fields in step. In the two
+hierarchical fields a keyword is ours by its path, so that the copy digiKam makes of our ``People|Jane Doe`` as
+``People/Jane Doe`` goes with it. On the next run those are removed and the new results added; everything else stays.
 A value that was already present before our first write is never recorded as ours, so it survives every re-run, as
 does anything a person adds between runs — unless it is a value we had added ourselves and the new results no longer
 contain (we cannot tell the two apart, and the newest results win). Tracks we write are named ``DeepVA`` and are
@@ -14,17 +20,25 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from deepva_watch.media import MediaFacts
 from deepva_watch.sidecars.collect import Collected, Marker, Region
 from deepva_watch.sidecars.json_sidecar import iso_utc
+from deepva_watch.sidecars.keywords import (
+    HIERARCHICAL,
+    SUBJECT,
+    TAGS_LIST,
+    KeywordFields,
+    from_path,
+    level,
+    synchronise,
+)
 from deepva_watch.sidecars.model import Provenance
 from deepva_watch.sidecars.rdf import (
-    DC,
     DVW,
     IPTC_EXT,
-    LR,
     MWG_RS,
     PHOTOSHOP,
     RDF_LI,
@@ -49,9 +63,8 @@ from deepva_watch.sidecars.timing import frame_rate_text, scale_text, seconds_to
 
 TRACK_NAME = "DeepVA"
 
-SUBJECT = q(DC, "subject")
-HIERARCHICAL = q(LR, "hierarchicalSubject")
 PERSON_IN_IMAGE = q(IPTC_EXT, "PersonInImage")
+ANCESTORS = "ancestors"  # a key of the additions: levels claimed in dc:subject, never written there
 REGIONS = q(MWG_RS, "Regions")
 TRACKS = q(XMP_DM, "Tracks")
 DURATION = q(XMP_DM, "duration")
@@ -104,12 +117,15 @@ class XmpContent:
     provenance: Provenance
     source_name: str
     sidecar_for_extension: str | None  # set when the sidecar is named after the stem
+    tags_list: bool = False  # write digiKam:TagsList even where the sidecar has none
+    embedded: KeywordFields | None = None  # the media file's own keywords; used only when no sidecar exists yet
 
 
 @dataclass
 class _Owned:
     subjects: set[str] = field(default_factory=set)
     hierarchical: set[str] = field(default_factory=set)
+    tags_list: set[str] = field(default_factory=set)
     people: set[str] = field(default_factory=set)
     regions: set[str] = field(default_factory=set)
     properties: set[str] = field(default_factory=set)
@@ -119,12 +135,27 @@ class _Owned:
         if existing is None or not existing.written_by_us:
             return cls()
         return cls(
-            subjects=existing.dvw_bag("OwnedSubjects"),
+            subjects=existing.dvw_bag("OwnedSubjects") | existing.dvw_bag("OwnedAncestors"),
             hierarchical=existing.dvw_bag("OwnedHierarchical"),
+            tags_list=existing.dvw_bag("OwnedTagsList"),
             people=existing.dvw_bag("OwnedPeople"),
             regions=existing.dvw_bag("OwnedRegions"),
             properties=existing.dvw_bag("OwnedProperties"),
         )
+
+    def owns(self, tag: str, value: str) -> bool:
+        """Whether a keyword field's value is one we wrote last time."""
+        if tag == SUBJECT:
+            return value in self.subjects
+        if tag == PERSON_IN_IMAGE:
+            return value in self.people
+        found = from_path(value, "|" if tag == HIERARCHICAL else "/")
+        return found is not None and found.key in self._keys
+
+    @cached_property
+    def _keys(self) -> set[tuple[str, ...]]:
+        values = [(value, "|") for value in self.hierarchical] + [(value, "/") for value in self.tags_list]
+        return {found.key for value, separator in values if (found := from_path(value, separator)) is not None}
 
 
 def render_xmp(existing: ExistingSidecar | None, content: XmpContent, *, toolkit: str) -> bytes:
@@ -132,8 +163,8 @@ def render_xmp(existing: ExistingSidecar | None, content: XmpContent, *, toolkit
     owned = _Owned.from_existing(existing)
     ours_before = existing is not None and existing.written_by_us
     foreign: list[ET.Element] = []
-    theirs: dict[str, list[str]] = {SUBJECT: [], HIERARCHICAL: [], PERSON_IN_IMAGE: []}
-    owned_for = {SUBJECT: owned.subjects, HIERARCHICAL: owned.hierarchical, PERSON_IN_IMAGE: owned.people}
+    theirs: dict[str, list[str]] = {SUBJECT: [], HIERARCHICAL: [], TAGS_LIST: [], PERSON_IN_IMAGE: []}
+    has_tags_list = content.tags_list
     regions_prop: ET.Element | None = None
     tracks_prop: ET.Element | None = None
     kept_singles: set[str] = set()
@@ -141,7 +172,8 @@ def render_xmp(existing: ExistingSidecar | None, content: XmpContent, *, toolkit
         if prop.tag.startswith(f"{{{DVW}}}"):
             continue
         if prop.tag in theirs:
-            theirs[prop.tag].extend(text for text in array_texts(prop) if text not in owned_for[prop.tag])
+            theirs[prop.tag].extend(text for text in array_texts(prop) if not owned.owns(prop.tag, text))
+            has_tags_list = has_tags_list or prop.tag == TAGS_LIST
         elif prop.tag == REGIONS and regions_prop is None:
             regions_prop = prop
         elif prop.tag == TRACKS and tracks_prop is None:
@@ -153,15 +185,21 @@ def render_xmp(existing: ExistingSidecar | None, content: XmpContent, *, toolkit
                 kept_singles.add(prop.tag)
             foreign.append(prop)
 
+    if existing is None and content.embedded is not None:
+        # The file's own keywords become the user's in the new sidecar: kept on every re-run, like theirs.
+        theirs[SUBJECT].extend(content.embedded.subject)
+        theirs[HIERARCHICAL].extend(content.embedded.hierarchical)
+        theirs[TAGS_LIST].extend(content.embedded.tags_list)
+        has_tags_list = has_tags_list or bool(content.embedded.tags_list)
+
     collected = content.collected
     result = list(foreign)
-    added: dict[str, list[str]] = {}
-    for tag, new_values in ((SUBJECT, collected.subjects), (HIERARCHICAL, collected.hierarchical),
-                            (PERSON_IN_IMAGE, collected.people)):
-        kept = _unique(theirs[tag])
-        added[tag] = [value for value in _unique(new_values) if value not in set(kept)]
-        if kept or added[tag]:
-            result.append(array(tag, kept + added[tag]))
+    kept = {tag: _unique(values) for tag, values in theirs.items()}
+    added = _keyword_additions(kept, collected, tags_list=has_tags_list)
+    for tag in (SUBJECT, HIERARCHICAL, TAGS_LIST, PERSON_IN_IMAGE):
+        if kept[tag] or added[tag]:
+            container = "Seq" if tag == TAGS_LIST else "Bag"
+            result.append(array(tag, kept[tag] + added[tag], container=container))
 
     regions, region_fingerprints = _regions(regions_prop, owned.regions, collected.regions, content.media)
     if regions is not None:
@@ -183,6 +221,26 @@ def render_xmp(existing: ExistingSidecar | None, content: XmpContent, *, toolkit
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(value for value in values if value))
+
+
+def _keyword_additions(kept: dict[str, list[str]], collected: Collected, *, tags_list: bool) -> dict[str, list[str]]:
+    """Per field, the values we add; under ``ANCESTORS`` the levels above our keywords that we claim in dc:subject.
+
+    Lightroom and darktable copy every level of a hierarchical keyword into dc:subject. Once our People|Jane Doe is
+    gone, a copied "People" would otherwise stand alone as a keyword; claimed, it goes with the keyword it came from.
+    A level that was in dc:subject before is never claimed.
+    """
+    synced = synchronise(KeywordFields(kept[SUBJECT], kept[HIERARCHICAL], kept[TAGS_LIST]), collected.keywords,
+                         tags_list=tags_list)
+    added: dict[str, list[str]] = {}
+    for tag, new_values in ((SUBJECT, synced.subject), (HIERARCHICAL, synced.hierarchical),
+                            (TAGS_LIST, synced.tags_list), (PERSON_IN_IMAGE, collected.people)):
+        added[tag] = [value for value in _unique(new_values) if value not in set(kept[tag])]
+    ours_added = set(added[HIERARCHICAL])
+    in_subject = {level(value) for value in kept[SUBJECT]}
+    added[ANCESTORS] = _unique(part for kw in collected.keywords if kw.hierarchical in ours_added
+                               for part in kw.key[:-1] if part not in in_subject)
+    return added
 
 
 # --- regions --------------------------------------------------------------------------------------------------------
@@ -340,6 +398,7 @@ def _provenance(
         simple(q(DVW, "DaemonVersion"), provenance.daemon_version),
     ]
     for local, values in (("OwnedSubjects", added[SUBJECT]), ("OwnedHierarchical", added[HIERARCHICAL]),
+                          ("OwnedTagsList", added[TAGS_LIST]), ("OwnedAncestors", added[ANCESTORS]),
                           ("OwnedPeople", added[PERSON_IN_IMAGE]), ("OwnedRegions", region_fingerprints),
                           ("OwnedProperties", owned_properties)):
         if values:

@@ -38,7 +38,8 @@ DETAILED_PAGE_SIZE = 100
 
 def sidecar_settings(folder: FolderConfig) -> SidecarSettings:
     sidecars = folder.sidecars
-    return SidecarSettings(xmp=sidecars.xmp, json=sidecars.json, naming=sidecars.naming, output_dir=sidecars.output_dir)
+    return SidecarSettings(xmp=sidecars.xmp, json=sidecars.json, naming=sidecars.naming, output_dir=sidecars.output_dir,
+                           digikam_tags_list=sidecars.digikam_tags_list)
 
 
 def publish(services: Services, asset: Asset) -> Outcome:

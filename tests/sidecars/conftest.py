@@ -1,10 +1,8 @@
-"""Fixtures for the sidecar tests: typed DeepVA values built directly, ExifTool as the independent reader."""
+"""Fixtures for the sidecar tests: typed DeepVA values built directly, ExifTool and exiv2 as the independent readers."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ import pytest
 from deepva_watch.deepva.models import Box, Detection, Job, Segment, SourceSummary, SummaryItem
 from deepva_watch.media import MediaFacts
 from deepva_watch.sidecars import Provenance, SidecarSettings, WrittenSidecars, load_schema, publish_results
+from tests.conftest import require_program
 
 PROCESSED_AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 MODULES = {"face_recognition": {"model": "celebrities", "max_distance": 0.7}, "object_scene_recognition": {}}
@@ -25,12 +24,7 @@ MODULES = {"face_recognition": {"model": "celebrities", "max_distance": 0.7}, "o
 
 def exiftool_json(path: Path) -> dict[str, Any]:
     """What ExifTool reads from an XMP file: ``exiftool -j -struct -G1 -XMP:all FILE``, first (only) entry."""
-    exiftool = shutil.which("exiftool")
-    if exiftool is None:
-        reason = "exiftool is not installed (apt-get install -y libimage-exiftool-perl)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    exiftool = require_program("exiftool")
     completed = subprocess.run(
         [exiftool, "-j", "-struct", "-G1", "-XMP:all", str(path)], capture_output=True, check=True, timeout=60
     )
@@ -39,10 +33,7 @@ def exiftool_json(path: Path) -> dict[str, Any]:
 
 
 def run_exiftool(*args: str) -> None:
-    exiftool = shutil.which("exiftool")
-    if exiftool is None:
-        exiftool_json(Path("/nonexistent"))  # skips or fails with the reason
-    subprocess.run([exiftool, *args], capture_output=True, check=True, timeout=60)  # type: ignore[list-item]
+    subprocess.run([require_program("exiftool"), *args], capture_output=True, check=True, timeout=60)
 
 
 def segment(

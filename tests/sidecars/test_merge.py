@@ -39,6 +39,9 @@ def test_merge_into_a_sidecar_written_by_exiftool(publish, make, watch_root: Pat
     # "Jane Doe" was theirs before our first write: kept once, not recorded as ours.
     assert tags["XMP-dc:Subject"] == ["mine", "Jane Doe", "microphone"]
     assert tags["XMP-dvw:OwnedSubjects"] == ["microphone"]
+    # Their flat "mine" joins the hierarchy as a top-level keyword; their "Jane Doe" is our People|Jane Doe's leaf.
+    assert tags["XMP-lr:HierarchicalSubject"] == ["mine", "People|Jane Doe", "Objects|microphone"]
+    assert "XMP-digiKam:TagsList" not in tags  # none there, none asked for
     names = [region["Name"] for region in tags["XMP-mwg-rs:RegionInfo"]["RegionList"]]
     assert names == ["Theirs", "Jane Doe"]
 
@@ -51,7 +54,9 @@ def test_merge_into_a_sidecar_written_by_exiftool(publish, make, watch_root: Pat
     publish("IMG_1.jpg", second, media=make.IMAGE, job_id="job-2")
     tags = tags_of(sidecar, make)
     assert tags["XMP-dc:Subject"] == ["mine", "Jane Doe", "added later", "John Roe", "lectern"]
-    assert tags["XMP-lr:HierarchicalSubject"] == ["People|John Roe", "Objects|lectern"]
+    # "Jane Doe" is no longer ours in the hierarchy, so their flat keyword stands there on its own.
+    assert tags["XMP-lr:HierarchicalSubject"] == ["mine", "Jane Doe", "added later", "People|John Roe",
+                                                  "Objects|lectern"]
     assert tags["XMP-iptcExt:PersonInImage"] == ["John Roe"]
     names = [region["Name"] for region in tags["XMP-mwg-rs:RegionInfo"]["RegionList"]]
     assert names == ["Theirs", "John Roe"]
