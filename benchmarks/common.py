@@ -21,6 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "media"
+sys.path.insert(0, str(ROOT))  # the media makers the tests use (tests/testvideo.py)
+from tests.testvideo import make_test_video  # noqa: E402
+
+__all__ = ["FIXTURES", "KEY", "ROOT", "make_test_video"]
 KEY = "benchmark-key-7d1c0e9a44"
 
 

@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         return int(args.handler(args))
     except ConfigError as error:
-        print(f"deepva-watch: config error: {error}", file=sys.stderr)
+        for line in error.lines:
+            print(f"deepva-watch: config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
 
 
@@ -85,6 +86,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from deepva_watch.daemon import Daemon
     from deepva_watch.deepva import client_for
+    from deepva_watch.ledger import LedgerError
 
     config = _load(args)
     key = resolve_api_key(config.api)
@@ -93,7 +95,12 @@ def _run(args: argparse.Namespace) -> int:
     for warning in permission_warnings(args.config, config):
         logger.warning("insecure_permissions", note=warning)
     client = client_for(config.api, key.reveal())
-    daemon = Daemon(config, client, config_path=args.config)
+    try:
+        daemon = Daemon(config, client, config_path=args.config)
+    except LedgerError as error:  # held by another daemon, corrupt, newer, or not a file: one line, nothing started
+        print(f"deepva-watch: ledger error: {error}", file=sys.stderr)
+        client.close()
+        return EXIT_CONFIG
     stops = 0
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,17 +26,38 @@ API_KEY_CREDENTIAL = "deepva-api-key"
 
 
 class ConfigError(Exception):
-    """A configuration problem, phrased for the operator: ``<key path>: <what is expected>``."""
+    """Configuration problems, each phrased for the operator as one line: ``<key path>: <what is expected>``."""
 
     def __init__(self, key_path: str, message: str) -> None:
         self.key_path = key_path
         self.message = message
-        super().__init__(f"{key_path}: {message}" if key_path else message)
+        self.lines = [_one_line(key_path, message)]
+        super().__init__(self.lines[0])
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> ConfigError:
+        error = cls(*problems[0])
+        error.lines = [_one_line(key, message) for key, message in problems]
+        error.args = ("; ".join(error.lines),)
+        return error
+
+    def __str__(self) -> str:
+        return "; ".join(self.lines)
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    """A field with its help text attached, so docs and the example config follow from the schema."""
-    return field(metadata={"help": text}, **kwargs)
+def _one_line(key_path: str, message: str) -> str:
+    """Keys and values come from the file: a line break or control character in them is shown escaped."""
+    line = f"{key_path}: {message}" if key_path else message
+    return line if line.isprintable() else "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line)
+
+
+def _help(text: str, *, between: tuple[float, float] | None = None, **kwargs: Any) -> Any:
+    """A field with its help text (and, for numbers, the range it must lie in) attached, so docs and the example
+    config follow from the schema."""
+    metadata: dict[str, Any] = {"help": text}
+    if between is not None:
+        metadata["between"] = between
+    return field(metadata=metadata, **kwargs)
 
 
 class Secret(str):
@@ -61,9 +84,12 @@ class ApiConfig:
         f"'{API_KEY_CREDENTIAL}' ($CREDENTIALS_DIRECTORY). Keys are never accepted inline.",
         default=None,
     )
-    connect_timeout_seconds: float = _help("Seconds to wait for a connection to the API.", default=10.0)
-    read_timeout_seconds: float = _help("Seconds to wait for each response (and between bytes of one).", default=60.0)
-    retries: int = _help("Tries per request on 5xx, 429, timeouts and connection errors before giving up.", default=5)
+    connect_timeout_seconds: float = _help("Seconds to wait for a connection to the API (0.1 to 600).", default=10.0,
+                                           between=(0.1, 600))
+    read_timeout_seconds: float = _help("Seconds to wait for each response, and between bytes of one (1 to 3600).",
+                                        default=60.0, between=(1, 3600))
+    retries: int = _help("Tries per request on 5xx, 429, timeouts and connection errors before giving up (1 to 20).",
+                         default=5, between=(1, 20))
     ca_bundle: Path | None = _help("CA bundle for a private on-prem certificate authority (null: the system's CA bundle, "
                                    "or certifi's where the system has none); TLS is always verified.", default=None)
 
@@ -104,7 +130,8 @@ class FolderConfig:
     )
     recursive: bool = _help("Watch sub-folders too.", default=True)
     settle_seconds: float = _help(
-        "A file is complete once its size and modification time have not changed for this long.", default=5.0
+        "A file is complete once its size and modification time have not changed for this long (0 to 86400).",
+        default=5.0, between=(0, 86400),
     )
     include: tuple[str, ...] = _help(
         "Glob patterns (matched against the path relative to the folder, and against the file name) a file must match.",
@@ -118,10 +145,12 @@ class FolderConfig:
         "shares, where inotify sees nothing), or 'auto' (poll on network and FUSE file systems, events elsewhere).",
         default="auto",
     )
-    poll_interval_seconds: float = _help("Seconds between scans when polling.", default=10.0)
+    poll_interval_seconds: float = _help("Seconds between scans when polling (0.1 to 86400).", default=10.0,
+                                         between=(0.1, 86400))
     rescan_interval_seconds: float = _help(
-        "Seconds between full rescans that reconcile the folder with the ledger in event mode (events are only hints).",
-        default=300.0,
+        "Seconds between full rescans that reconcile the folder with the ledger in event mode (events are only hints; "
+        "1 to 604800).",
+        default=300.0, between=(1, 604800),
     )
     min_size: int = _help("Files smaller than this many bytes are ignored.", default=1)
     max_size: int | None = _help("Files larger than this many bytes are ignored; null: no limit.", default=None)
@@ -131,7 +160,8 @@ class FolderConfig:
         "is paused instead of looking empty. Guards against shares that drop.",
         default=None,
     )
-    priority: int = _help("Files from folders with a higher priority are uploaded and submitted first.", default=0)
+    priority: int = _help("Files from folders with a higher priority are uploaded and submitted first (-1000 to 1000).",
+                          default=0, between=(-1000, 1000))
     source: Literal["upload", "local_path", "url"] = _help(
         "What DeepVA is given: 'upload' (the file is uploaded to DeepVA storage), 'local_path' (on-prem: the path as "
         "the DeepVA server sees it, through path_map), or 'url' (url_prefix + the path relative to the folder).",
@@ -157,7 +187,8 @@ class WebhookConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str | None = _help("host:port for /metrics (Prometheus) and /healthz, e.g. 127.0.0.1:9187; null: off.", default=None)
-    api_failure_seconds: float = _help("/healthz turns red when every API call has failed for this long.", default=300.0)
+    api_failure_seconds: float = _help("/healthz turns red when every API call has failed for this long (1 to 86400).",
+                                       default=300.0, between=(1, 86400))
 
 
 @dataclass(frozen=True)
@@ -168,11 +199,24 @@ class Config:
         "SQLite ledger that records every file and job; the daemon's only state.",
         default=Path("/var/lib/deepva-watch/ledger.sqlite3"),
     )
-    max_uploads: int = _help("Uploads running at the same time.", default=2)
-    max_upload_mbps: float | None = _help("Cap on upload bandwidth in megabits per second (all uploads together); null: none.", default=None)
-    max_active_jobs: int = _help("DeepVA jobs submitted and not yet finished, at most.", default=20)
-    poll_interval_seconds: float = _help("Seconds between status checks of a running DeepVA job (adapts to progress).", default=5.0)
-    max_requests_per_minute: int = _help("Ceiling on job-status requests per minute.", default=120)
+    max_uploads: int = _help("Uploads running at the same time (1 to 64).", default=2, between=(1, 64))
+    max_upload_mbps: float | None = _help(
+        "Cap on upload bandwidth in megabits per second (all uploads together; 0.1 to 100000); null: none.",
+        default=None, between=(0.1, 100000))
+    max_active_jobs: int = _help("DeepVA jobs submitted and not yet finished, at most (1 to 10000).", default=20,
+                                 between=(1, 10000))
+    poll_interval_seconds: float = _help(
+        "Seconds between looks at a DeepVA job whose progress tells nothing yet (0.1 to 3600). Otherwise a job is "
+        "looked at when it is likely done: by its progress, or by what DeepVA took for the last jobs of its kind.",
+        default=5.0, between=(0.1, 3600))
+    max_requests_per_minute: int = _help("Ceiling on job-status requests per minute (1 to 100000).", default=120,
+                                         between=(1, 100000))
+    overdue_job_seconds: float = _help(
+        "A DeepVA job not finished after this long is reported: health turns amber, status and the metrics name it "
+        "(60 to 2592000).", default=86400.0, between=(60, 2592000))
+    overdue_job_release_seconds: float = _help(
+        "After this long its max_active_jobs slot goes to the next file; the job is still tracked (60 to 2592000).",
+        default=172800.0, between=(60, 2592000))
     retry_failed_jobs: bool = _help(
         "Submit a file again when DeepVA reports its job failed. Off by default: a failed job usually needs a person "
         "(see 'deepva-watch retry').",
@@ -186,7 +230,17 @@ class Config:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Generic loading against the declared schema
+# Generic loading against the declared schema: every problem is collected, each as one line with its key path.
+
+_BAD = object()  # what a conversion returns after it recorded a problem
+_LARGEST_INT = 2**63 - 1
+_URL_KEYS = {"api.url", "webhook.callback_url"}
+
+
+class _Problems(list[tuple[str, str]]):
+    def add(self, key_path: str, message: str) -> object:
+        self.append((key_path, message))
+        return _BAD
 
 
 def _describe(annotation: Any) -> str:
@@ -203,165 +257,248 @@ def _describe(annotation: Any) -> str:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
     if origin is tuple:
         return "a list"
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return "a mapping"
     return str(annotation)
 
 
-def _convert(value: Any, annotation: Any, key_path: str) -> Any:
+def _number(value: Any, annotation: Any, key_path: str, between: tuple[float, float] | None,
+            problems: _Problems) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and isinstance(value, float)):
+        return problems.add(key_path, f"expected {_describe(annotation)}, got {_shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        return problems.add(key_path, f"expected a finite number, got {_shown(value)}")
+    low, high = between if between is not None else (0, _LARGEST_INT)
+    if not low <= value <= high:
+        return problems.add(key_path, f"expected a value from {low:g} to {high:g}, got {_shown(value)}")
+    return annotation(value)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error line shows it: short, on one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _convert(value: Any, annotation: Any, key_path: str, problems: _Problems,
+             between: tuple[float, float] | None = None) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         (inner,) = [arg for arg in args if arg is not type(None)]
-        return _convert(value, inner, key_path)
+        return _convert(value, inner, key_path, problems, between)
     if value is None:
-        raise ConfigError(key_path, f"expected {_describe(annotation)}, got nothing")
+        return problems.add(key_path, f"expected {_describe(annotation)}, got nothing")
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, key_path)
+        return _build(annotation, value, key_path, problems)
     if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key_path, f"expected true or false, got {value!r}")
-        return value
+        return value if isinstance(value, bool) else problems.add(key_path, f"expected true or false, got {_shown(value)}")
     if annotation in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and isinstance(value, float)):
-            raise ConfigError(key_path, f"expected {_describe(annotation)}, got {value!r}")
-        if value < 0:
-            raise ConfigError(key_path, f"expected a value of 0 or more, got {value!r}")
-        return annotation(value)
+        return _number(value, annotation, key_path, between, problems)
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(key_path, f"expected a string, got {value!r}")
+            return problems.add(key_path, f"expected a string, got {_shown(value)}")
+        if key_path in _URL_KEYS or key_path.endswith(".url_prefix"):
+            return _url(value, key_path, problems)
         return value
     if annotation is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(key_path, f"expected a path, got {value!r}")
+        if not isinstance(value, str) or not value or "\0" in value:
+            return problems.add(key_path, f"expected a path, got {_shown(value)}")
         return Path(os.path.expanduser(value))
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(key_path, f"expected {_describe(annotation)}, got {value!r}")
-        return value
+        return value if value in args else problems.add(key_path, f"expected {_describe(annotation)}, got {_shown(value)}")
     if origin is tuple:
         if isinstance(value, str) and args[0] is str:
             value = [value]
         if not isinstance(value, list):
-            raise ConfigError(key_path, f"expected a list, got {value!r}")
-        return tuple(_convert(item, args[0], f"{key_path}[{index}]") for index, item in enumerate(value))
+            return problems.add(key_path, f"expected a list, got {_shown(value)}")
+        items = tuple(_convert(item, args[0], f"{key_path}[{index}]", problems) for index, item in enumerate(value))
+        return _BAD if _BAD in items else items
     if origin in (collections.abc.Mapping, dict):  # module name -> options
-        if not isinstance(value, dict) or not value:
-            raise ConfigError(key_path, "expected a mapping of module name to options")
+        if not isinstance(value, dict):
+            return problems.add(key_path, f"expected a mapping of module name to options, got {_shown(value)}")
+        if not value:
+            return problems.add(key_path, "is empty: name at least one DeepVA module")
+        bad = False
         for name, options in value.items():
             if not isinstance(name, str) or not name:
-                raise ConfigError(key_path, f"expected module names as keys, got {name!r}")
-            if options is not None and not isinstance(options, dict):
-                raise ConfigError(f"{key_path}.{name}", "expected a mapping of option name to value (or nothing)")
+                bad = bool(problems.add(key_path, f"expected module names as keys, got {_shown(name)}"))
+            elif options is not None and not isinstance(options, dict):
+                bad = bool(problems.add(f"{key_path}.{name}", "expected a mapping of option name to value (or nothing)"))
+        if bad:
+            return _BAD
         return types.MappingProxyType({name: dict(options or {}) for name, options in value.items()})
     raise TypeError(f"unsupported schema type at {key_path}: {annotation!r}")
 
 
-def _build(cls: type, data: Any, key_path: str) -> Any:
+def _url(value: str, key_path: str, problems: _Problems) -> Any:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return problems.add(key_path, f"expected an http:// or https:// URL with a host, got {_shown(value)}")
+    return value
+
+
+def _build(cls: type, data: Any, key_path: str, problems: _Problems) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(key_path or "(top level)", f"expected a mapping, got {type(data).__name__}")
+        return problems.add(key_path or "(top level)", f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
             path = f"{key_path}.{key}" if key_path else str(key)
             if cls is ApiConfig and key == "key":
-                raise ConfigError(path, f"keys are not accepted inline; use api.key_file, ${API_KEY_ENV} or a systemd credential")
-            raise ConfigError(path, "unknown key (expected one of: " + ", ".join(fields) + ")")
+                problems.add(path, f"keys are not accepted inline; use api.key_file, ${API_KEY_ENV} or a systemd credential")
+            else:
+                problems.add(path, "unknown key (expected one of: " + ", ".join(fields) + ")")
     values = {}
     for name, spec in fields.items():
         path = f"{key_path}.{name}" if key_path else name
         if name in data:
-            values[name] = _convert(data[name], hints[name], path)
+            values[name] = _convert(data[name], hints[name], path, problems, spec.metadata.get("between"))
         elif spec.default is dataclasses.MISSING:
-            raise ConfigError(path, f"required: {spec.metadata.get('help', '')}".rstrip())
+            problems.add(path, f"required: {spec.metadata.get('help', '')}".rstrip())
+            values[name] = _BAD
+    if _BAD in values.values():
+        return _BAD
     return cls(**values)
 
 
 def parse_config(data: Any, *, check_paths: bool = True) -> Config:
-    config: Config = _build(Config, data if data is not None else {}, "")
-    if not config.folders:
-        raise ConfigError("folders", "expected at least one folder to watch")
-    seen: dict[Path, int] = {}
-    for index, folder in enumerate(config.folders):
-        key = f"folders[{index}].path"
-        resolved = folder.path.resolve() if check_paths else folder.path
-        if check_paths and not folder.path.is_dir():
-            raise ConfigError(key, f"folder {str(folder.path)!r} does not exist or is not a directory")
-        if resolved in seen:
-            raise ConfigError(key, f"the same folder as folders[{seen[resolved]}].path")
-        seen[resolved] = index
-    for name in ("max_uploads", "max_active_jobs", "max_requests_per_minute"):
-        if getattr(config, name) < 1:
-            raise ConfigError(name, "expected 1 or more")
-    for index, folder in enumerate(config.folders):
-        key = f"folders[{index}]"
-        if folder.source == "url" and not folder.url_prefix:
-            raise ConfigError(f"{key}.url_prefix", "required when source is 'url'")
-        if folder.source == "local_path" and not folder.path_map:
-            raise ConfigError(f"{key}.path_map", "required when source is 'local_path' (at least one local → remote rule)")
-        if folder.max_size is not None and folder.max_size < folder.min_size:
-            raise ConfigError(f"{key}.max_size", "expected a value of min_size or more")
-    hook = config.webhook
-    if hook.listen is not None:
-        if not hook.callback_url:
-            raise ConfigError("webhook.callback_url", "required when webhook.listen is set")
-        if hook.secret_file is None:
-            raise ConfigError("webhook.secret_file", "required when webhook.listen is set: deliveries must be verified")
-        _host_port(hook.listen, "webhook.listen")
-    if config.metrics.listen is not None:
-        _host_port(config.metrics.listen, "metrics.listen")
+    """A config from parsed YAML; raises :class:`ConfigError` naming every problem found."""
+    problems = _Problems()
+    config = _build(Config, data if data is not None else {}, "", problems)
+    if config is not _BAD:
+        _check_whole(config, problems, check_paths=check_paths)
+    if problems:
+        raise ConfigError.of(problems)
+    assert isinstance(config, Config)
     return config
 
 
-def _host_port(value: str, key_path: str) -> tuple[str, int]:
+def _check_whole(config: Config, problems: _Problems, *, check_paths: bool) -> None:
+    """What no single value shows: folders that exist and differ, settings that need each other."""
+    if not config.folders:
+        problems.add("folders", "expected at least one folder to watch")
+    if config.overdue_job_release_seconds < config.overdue_job_seconds:
+        problems.add("overdue_job_release_seconds", "expected a value of overdue_job_seconds or more")
+    seen: dict[Path, int] = {}
+    for index, folder in enumerate(config.folders):
+        key = f"folders[{index}]"
+        if check_paths and not folder.path.is_dir():
+            problems.add(f"{key}.path", f"folder {str(folder.path)!r} does not exist or is not a directory")
+        resolved = folder.path.resolve() if check_paths else folder.path
+        if resolved in seen:
+            problems.add(f"{key}.path", f"the same folder as folders[{seen[resolved]}].path")
+        seen[resolved] = index
+        if folder.source == "url" and not folder.url_prefix:
+            problems.add(f"{key}.url_prefix", "required when source is 'url'")
+        if folder.source == "local_path" and not folder.path_map:
+            problems.add(f"{key}.path_map", "required when source is 'local_path' (at least one local → remote rule)")
+        if folder.max_size is not None and folder.max_size < folder.min_size:
+            problems.add(f"{key}.max_size", "expected a value of min_size or more")
+    hook = config.webhook
+    if hook.listen is not None:
+        if not hook.callback_url:
+            problems.add("webhook.callback_url", "required when webhook.listen is set")
+        if hook.secret_file is None:
+            problems.add("webhook.secret_file", "required when webhook.listen is set: deliveries must be verified")
+        _listen(hook.listen, "webhook.listen", problems)
+    if config.metrics.listen is not None:
+        _listen(config.metrics.listen, "metrics.listen", problems)
+
+
+def _listen(value: str, key_path: str, problems: _Problems) -> None:
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(key_path, f"expected host:port, got {value!r}")
-    return host.strip("[]"), int(port)
+    bare = host.strip("[]")
+    if not bare or not port.isdigit() or not 0 < int(port) < 65536 or (":" in bare and not host.startswith("[")):
+        problems.add(key_path, f"expected host:port (IPv6 as [::1]:port), got {_shown(value)}")
 
 
 def host_port(value: str) -> tuple[str, int]:
-    """Split a validated ``host:port`` setting."""
-    return _host_port(value, "")
+    """Split a validated ``host:port`` setting (IPv6 without its brackets)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML says the last one wins: a silent trap)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice in one mapping", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def load_config(path: Path, *, check_paths: bool = True) -> Config:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError("", f"cannot read config file {str(path)!r}: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError("", f"{path} is not UTF-8 text (line {line}, byte {error.start})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+        raise ConfigError("", f"{path} is not valid YAML: {_yaml_reason(error)}") from None
     return parse_config(data, check_paths=check_paths)
+
+
+def _yaml_reason(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        problem = (error.problem or "").replace("'\\t'", "a tab (indent with spaces)")
+        context = f" ({error.context})" if error.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}{context}"
+    return str(error).splitlines()[0]
+
+
+def read_secret_file(path: Path, key_path: str, *, header: bool = False) -> Secret:
+    """The one-line secret in ``path``, stripped; every way it cannot be used is a :class:`ConfigError` for
+    ``key_path`` that never shows the secret. ``header``: it is sent in an HTTP header, so ASCII only."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(key_path, f"cannot read {str(path)!r}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(key_path, f"{str(path)!r} is not UTF-8 text (byte {error.start})") from None
+    return checked_secret(text, f"{str(path)!r}", key_path, header=header)
+
+
+def checked_secret(text: str, where: str, key_path: str, *, header: bool = False) -> Secret:
+    if not text:
+        raise ConfigError(key_path, f"{where} is empty")
+    if not text.isprintable():
+        raise ConfigError(key_path, f"{where} holds a line break or control character: expected one line")
+    if header and not text.isascii():
+        raise ConfigError(key_path, f"{where} holds a character that is not ASCII, which an HTTP header cannot carry")
+    return Secret(text)
 
 
 def resolve_api_key(api: ApiConfig, environ: Mapping[str, str] = os.environ) -> Secret:
     """Find the key: api.key_file, then $DEEPVA_API_KEY, then the systemd credential. Raises ConfigError if none."""
     if api.key_file is not None:
-        try:
-            key = api.key_file.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError("api.key_file", f"cannot read {str(api.key_file)!r}: {error.strerror}") from None
-        if not key:
-            raise ConfigError("api.key_file", f"{str(api.key_file)!r} is empty")
-        return Secret(key)
+        return read_secret_file(api.key_file, "api.key_file", header=True)
     if environ.get(API_KEY_ENV, "").strip():
-        return Secret(environ[API_KEY_ENV].strip())
+        return checked_secret(environ[API_KEY_ENV].strip(), f"${API_KEY_ENV}", "api.key_file", header=True)
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if credentials:
         candidate = Path(credentials) / API_KEY_CREDENTIAL
         if candidate.is_file():
-            key = candidate.read_text(encoding="utf-8").strip()
-            if key:
-                return Secret(key)
+            return read_secret_file(candidate, "api.key_file", header=True)
     raise ConfigError(
         "api.key_file",
         f"no API key found: set api.key_file, the environment variable {API_KEY_ENV}, "

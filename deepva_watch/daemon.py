@@ -23,13 +23,15 @@ from deepva_watch.deepva.webhook import NONCE_SETTING, WebhookReceiver, load_sec
 from deepva_watch.flow import Clock, Services, SystemClock, folder_key
 from deepva_watch.flow.runner import StageRunner, run_in_thread, wake
 from deepva_watch.flow.transfers import Transfers
-from deepva_watch.ledger import open_ledger
+from deepva_watch.ledger import Asset, open_ledger
 from deepva_watch.service.health import Health, ledger_write_problem
-from deepva_watch.service.metrics import Metrics, MetricsServer
+from deepva_watch.listener import Listener
+from deepva_watch.service.metrics import Metrics
+from deepva_watch.service.web import web_app
 from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, status_text, watchdog_interval
 from deepva_watch.stages import STAGES
 from deepva_watch.stages.clean_up import CleanUp
-from deepva_watch.states import State
+from deepva_watch.states import AT_DEEPVA, State
 from deepva_watch.watch.observer import ObserverFactory, start_observer
 from deepva_watch.watch.supervisor import FolderStatus, FolderWatch
 
@@ -44,7 +46,9 @@ STATUS_EVERY_SECONDS = 5.0
 STUCK_WORKER_SECONDS = 600.0
 REFUSED_STATUSES = (401, 403)
 #: The states whose next step talks to DeepVA: when it answers again after an outage they are due at once.
-API_STATES = (State.ACCEPTED, State.UPLOADED, State.SUBMITTED, State.COMPLETED, State.JOB_FAILED)
+API_STATES = (State.ACCEPTED, State.UPLOADED, *AT_DEEPVA, State.COMPLETED, State.JOB_FAILED)
+#: Overdue jobs are counted up to this many (for health and the metric).
+OVERDUE_COUNTED = 1000
 
 
 @dataclass
@@ -59,15 +63,17 @@ class Daemon:
     observer_factory: ObserverFactory = start_observer
 
     def __post_init__(self) -> None:
-        self.ledger = open_ledger(self.config.ledger)
+        self.ledger = open_ledger(self.config.ledger, exclusive=True)
         self.watches: dict[str, FolderWatch] = {}
         self.health = Health(
             api_failure_seconds=self.config.metrics.api_failure_seconds,
             folder_statuses=self.folder_statuses,
-            ledger_problem=lambda: ledger_write_problem(self.config.ledger),
+            ledger_problem=self._ledger_problem,
             api_paused=lambda: self.services.gate.reason,
+            overdue=self._overdue_warning,
         )
-        self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses)
+        self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses,
+                               overdue_jobs=lambda: len(self._overdue_jobs(OVERDUE_COUNTED)))
         self.services = Services(self.config, self.ledger, self.client, self.clock, telemetry=self.metrics,
                                  transfers=Transfers(on_bytes=self.metrics.uploaded_bytes),
                                  api_failing_for=self.health.api_failing_for)
@@ -82,7 +88,7 @@ class Daemon:
         self._next_status = 0.0
         self._key_stamp = self._key_file_stamp(self.config.api)
         self.watchdog = Watchdog(self.notifier, watchdog_interval())
-        self.metrics_server: MetricsServer | None = None
+        self.metrics_server: Listener | None = None
         self.receiver: WebhookReceiver | None = None
         self.client.on_response = self._heard_from_api
 
@@ -102,8 +108,11 @@ class Daemon:
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
-            self.metrics_server = MetricsServer.from_listen(self.config.metrics.listen, self.metrics, self.health).start()
-        self._start_receiver(self.config)
+            self.metrics_server = Listener(self.config.metrics.listen, web_app(self.metrics, self.health),
+                                           name="metrics").start()
+        if self.config.webhook.listen:
+            secret = load_secret(self.config.webhook)
+            self._swap_receiver(self.config, secret, self._receiver(self.config, secret))
         self.ready.set()
         self.notifier.ready(status_text(self.ledger.count_by_state()))
 
@@ -119,6 +128,7 @@ class Daemon:
             self.shutdown()
 
     def _tick(self) -> None:
+        self._check_ledger()
         for watch in list(self.watches.values()):
             watch.tick()
         if self._reload_requested.is_set():
@@ -157,6 +167,7 @@ class Daemon:
             if server is not None:
                 server.stop()
         log.info("stopped", abandoned_steps=still_running)
+        self.ledger.close()
         self.notifier.close()
 
     # -- health of the parts -----------------------------------------------------------------------------------------
@@ -175,6 +186,28 @@ class Daemon:
             beats[name] = max(runner.heartbeat, moved or 0.0)
         return dead + stale_workers(beats, time.monotonic(), STUCK_WORKER_SECONDS)
 
+    def _overdue_jobs(self, limit: int) -> list[Asset]:
+        return self.ledger.overdue_jobs(self.clock.now() - self.config.overdue_job_seconds, limit)
+
+    def _overdue_warning(self) -> str | None:
+        overdue = self._overdue_jobs(OVERDUE_COUNTED)
+        if not overdue:
+            return None
+        oldest = overdue[0]
+        hours = (self.clock.now() - (oldest.submitted_at or 0.0)) / 3600
+        return (f"{len(overdue)} DeepVA job(s) running longer than {self.config.overdue_job_seconds / 3600:g} h "
+                f"(oldest: {oldest.folder}/{oldest.relpath}, job {oldest.job_id}, {hours:.1f} h)")
+
+    def _ledger_problem(self) -> str | None:
+        return self.services.halted or self.ledger.problem() or ledger_write_problem(self.config.ledger)
+
+    def _check_ledger(self) -> None:
+        """A ledger removed or replaced under us can no longer say what was done: every stage stops at once, health
+        turns red, and only a restart (on a ledger the operator chose) resumes."""
+        if self.services.halted is None and (problem := self.ledger.problem()) is not None:
+            self.services.halted = problem
+            log.error("ledger_lost", reason=problem, note="all work stopped; restore the ledger and restart")
+
     def _heard_from_api(self, method: str, route: str, status: int | None) -> None:
         self.metrics.api_call(method, route, status)
         was_failing = self.health.api_failing_for() is not None
@@ -191,21 +224,26 @@ class Daemon:
     # -- reloading ---------------------------------------------------------------------------------------------------
 
     def reload(self) -> bool:
-        """Apply the config file again, whole, or refuse it (with the reason logged) and keep the running one."""
+        """Apply the config file again, whole, or refuse it (with the reason logged) and keep the running one.
+
+        Everything that can fail is done first (reading the config, the key and the webhook secret, binding a new
+        webhook address); only then is anything changed, so a refused reload leaves the daemon exactly as it was.
+        """
         self.notifier.reloading()
         try:
-            applied = self._apply(self._read_new_config())
+            applied = self._apply(*self._prepare())
         except ConfigError as error:
             log.error("reload_refused", reason=str(error), note="the previous configuration stays in force")
             applied = False
-        except Exception as error:  # half applied at worst: folders keep being watched, the gate is opened
+        except Exception as error:  # a bug while applying: folders keep being watched, the gate is opened
             log.error("reload_failed", error=repr(error)[:300], trace=traceback.format_exc(limit=8))
             self.services.gate.open()
             applied = False
         self.notifier.reloaded(status_text(self.ledger.count_by_state()))
         return applied
 
-    def _read_new_config(self) -> tuple[Config, Secret]:
+    def _prepare(self) -> tuple[Config, Secret, Secret | None, WebhookReceiver | None]:
+        """The new config, API key and webhook secret, and a receiver already bound when the address changes."""
         if self.config_path is None:
             raise ConfigError("", "no config file to reload from")
         new = load_config(self.config_path)
@@ -216,13 +254,17 @@ class Daemon:
         if new.metrics.listen != self.config.metrics.listen:
             raise ConfigError("metrics.listen", "the metrics address cannot change on reload; restart to use it")
         key = self.read_key(new.api)
-        if new.webhook.listen:
-            load_secret(new.webhook)  # a broken secret file must refuse the reload, not break the receiver
-        return new, key
+        secret = load_secret(new.webhook) if new.webhook.listen else None  # read again on every reload
+        receiver = None
+        if secret is not None and (self.receiver is None or self.receiver.listen != new.webhook.listen):
+            try:
+                receiver = self._receiver(new, secret)  # bound now: a taken port refuses the reload
+            except OSError as error:
+                raise ConfigError("webhook.listen", f"cannot listen on {new.webhook.listen}: "
+                                  f"{error.strerror or error}") from None
+        return new, key, secret, receiver
 
-    def _apply(self, loaded: tuple[Config, Secret]) -> bool:
-        new, key = loaded
-        old = self.config
+    def _apply(self, new: Config, key: Secret, secret: Secret | None, receiver: WebhookReceiver | None) -> bool:
         logging_setup.register_secret(key.reveal())
         self.client.set_api_key(key.reveal())
         self.config = new
@@ -234,11 +276,7 @@ class Daemon:
         for name, folder in wanted.items():
             if name not in self.watches:
                 self._start_watch(folder)
-        if new.webhook != old.webhook:
-            if self.receiver is not None:
-                self.receiver.stop()
-                self.receiver = None
-            self._start_receiver(new)
+        self._swap_receiver(new, secret, receiver)
         self._key_stamp = self._key_file_stamp(new.api)
         self.services.gate.open()
         self._wake_stage_for(State.SETTLING)
@@ -281,17 +319,30 @@ class Daemon:
         watch.start()
         self.watches[folder_key(folder)] = watch
 
-    def _start_receiver(self, config: Config) -> None:
-        if not config.webhook.listen:
-            return
-        secret = load_secret(config.webhook)
+    def _receiver(self, config: Config, secret: Secret) -> WebhookReceiver:
+        """A receiver bound to ``webhook.listen`` (not serving yet)."""
         logging_setup.register_secret(secret.reveal())
-        self.receiver = WebhookReceiver(
-            config.webhook, secret,
+        return WebhookReceiver(
+            config.webhook, secret.reveal(),
             lambda nonce: self.ledger.advance_setting(NONCE_SETTING, nonce, self.clock.now()),
             on_job=self._job_moved,
-        ).start()
-        log.info("webhook_listening", listen=config.webhook.listen, callback=config.webhook.callback_url)
+        )
+
+    def _swap_receiver(self, config: Config, secret: Secret | None, bound: WebhookReceiver | None) -> None:
+        """The new receiver serves before the old one stops; on the same address the running one takes the new
+        settings and secret."""
+        old = self.receiver
+        if bound is not None:
+            self.receiver = bound.start()
+            log.info("webhook_listening", listen=config.webhook.listen, callback=config.webhook.callback_url)
+        elif secret is not None and old is not None:
+            logging_setup.register_secret(secret.reveal())
+            old.use(config.webhook, secret.reveal())
+            return
+        else:
+            self.receiver = None
+        if old is not None:
+            old.stop()
 
     def _job_moved(self, job_id: str, state: str) -> None:
         """A verified webhook: only a hint that makes the job due now; the tracker asks the API as usual."""

@@ -5,7 +5,9 @@ A healthy image or video passes through::
 
     settling → settled → accepted → uploading → uploaded → submitting → submitted → completed → publishing → published
 
-A job DeepVA failed or stopped goes ``submitted → job_failed → reporting → failed`` (its JSON sidecar says why). Side
+A job DeepVA failed or stopped goes ``submitted → job_failed → reporting → failed`` (its JSON sidecar says why). A job
+running past ``overdue_job_release_seconds`` goes ``submitted → overdue``: still tracked, no longer holding one of the
+``max_active_jobs`` slots. Side
 exits: ``rejected`` (not a supported media file), ``failed`` (with the reason, the stage it failed in and whether a
 retry can help), ``gone`` (the file vanished before DeepVA had it) and ``superseded`` (a newer version arrived).
 """
@@ -28,6 +30,7 @@ class State(StrEnum):
     UPLOADED = "uploaded"
     SUBMITTING = "submitting"
     SUBMITTED = "submitted"
+    OVERDUE = "overdue"
     COMPLETED = "completed"
     JOB_FAILED = "job_failed"
     PUBLISHING = "publishing"
@@ -60,7 +63,8 @@ EXITS: Mapping[State, frozenset[State]] = {
     S.UPLOADING: _ALWAYS | {S.UPLOADED},
     S.UPLOADED: _ALWAYS | {S.SUBMITTING},
     S.SUBMITTING: _ALWAYS | {S.SUBMITTED},
-    S.SUBMITTED: _ALWAYS | {S.COMPLETED, S.JOB_FAILED, S.UPLOADED},
+    S.SUBMITTED: _ALWAYS | {S.COMPLETED, S.JOB_FAILED, S.UPLOADED, S.OVERDUE},
+    S.OVERDUE: _ALWAYS | {S.COMPLETED, S.JOB_FAILED, S.UPLOADED},
     S.COMPLETED: _ALWAYS | {S.PUBLISHING},
     S.PUBLISHING: _ALWAYS | {S.PUBLISHED},
     S.JOB_FAILED: _ALWAYS | {S.REPORTING},
@@ -81,6 +85,9 @@ def after_job(status: JobState | None) -> State | None:
         return S.JOB_FAILED
     return None
 
+
+#: Jobs DeepVA runs for us, tracked until they finish.
+AT_DEEPVA = (S.SUBMITTED, S.OVERDUE)
 
 #: The state each stage takes its rows from: a file that failed in a stage goes back there on ``retry``.
 STAGE_ENTRY: Mapping[str, State] = {

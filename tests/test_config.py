@@ -43,7 +43,15 @@ def _folder(path: Path, **extra):
         (lambda d, p: d["folders"][0]["sidecars"].update(colour=1), "folders[0].sidecars.colour", "unknown key"),
         (lambda d, p: d["api"].update(key="abc"), "api.key", "not accepted inline"),
         (lambda d, p: d["api"].update(retries=2.5), "api.retries", "whole number"),
-        (lambda d, p: d.update(max_uploads=0), "max_uploads", "1 or more"),
+        (lambda d, p: d.update(max_uploads=0), "max_uploads", "expected a value from 1 to 64, got 0"),
+        (lambda d, p: d.update(max_uploads=1_000_000_000_000), "max_uploads", "from 1 to 64"),
+        (lambda d, p: d["api"].update(read_timeout_seconds=float("inf")), "api.read_timeout_seconds", "finite"),
+        (lambda d, p: d.update(max_upload_mbps=float("nan")), "max_upload_mbps", "finite"),
+        (lambda d, p: d.update(max_active_jobs=10**400), "max_active_jobs", "from 1 to 10000"),
+        (lambda d, p: d["folders"][0].update(modules={}), "folders[0].modules", "is empty"),
+        (lambda d, p: d["api"].update(url="ftp//x"), "api.url", "http:// or https:// URL with a host"),
+        (lambda d, p: d.update(webhook={"listen": "::1:8787", "callback_url": "https://x/h", "secret_file": "/s"}),
+         "webhook.listen", "IPv6 as [::1]:port"),
         (lambda d, p: d.update(folders=[]), "folders", "at least one"),
         (lambda d, p: d["folders"].append(dict(d["folders"][0])), "folders[2].path", "same folder"),
     ],
@@ -134,8 +142,44 @@ def test_check_config_exits_2_with_one_line_naming_the_key(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "deepva-watch: config error: folders[0].modules: expected a mapping of module name to options"
+        "deepva-watch: config error: folders[0].modules: expected a mapping of module name to options, got "
+        "'face_recognition'"
     )
+
+
+def test_every_problem_is_reported_in_one_run_one_line_each(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"max_uploads": 0, "api": {"url": "ftp//x", "retries": "often"},
+                                      "folders": [{"path": str(tmp_path), "modules": {}}]}))
+    result = subprocess.run(
+        [sys.executable, "-m", "deepva_watch", "check-config", "-c", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "deepva-watch: config error: folders[0].modules: is empty: name at least one DeepVA module",
+        "deepva-watch: config error: api.url: expected an http:// or https:// URL with a host, got 'ftp//x'",
+        "deepva-watch: config error: api.retries: expected a whole number, got 'often'",
+        "deepva-watch: config error: max_uploads: expected a value from 1 to 64, got 0",
+    ]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("folders:\n\t- path: /x\n", "a tab (indent with spaces)"),
+    ("ledger: /a\nledger: /b\n", "the key 'ledger' is given twice in one mapping"),
+])
+def test_yaml_errors_say_what_is_wrong(tmp_path, text, reason):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert reason in str(caught.value) and "line 2" in str(caught.value)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"ledger: /var/lib/x\nfolders: [caf\xe9]\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text \\(line 2, byte 32\\)"):
+        load_config(config)
 
 
 def test_run_with_no_key_starts_nothing(tmp_path):
@@ -155,4 +199,4 @@ def test_yaml_syntax_error_is_reported_with_position(tmp_path):
     config.write_text("folders:\n  - path: [unclosed\n")
     with pytest.raises(ConfigError) as caught:
         load_config(config)
-    assert "not valid YAML at line" in str(caught.value)
+    assert "is not valid YAML: line 3, column 1: expected ',' or ']'" in str(caught.value)

@@ -33,3 +33,21 @@ def test_the_two_setup_commands_are_shown_and_runnable():
 def test_linked_documents_exist():
     for target in re.findall(r"\]\(([^)#:]+)\)", README):
         assert (ROOT / target).exists(), f"README links to a missing file: {target}"
+
+
+def test_every_test_a_document_names_exists():
+    """A promise in the README or docs/RELIABILITY.md names the test that holds it: that test must exist."""
+    named = []
+    for document in (ROOT / "README.md", ROOT / "docs" / "RELIABILITY.md"):
+        text = document.read_text()
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", text):
+            named.append((document.name, path, name))
+        last = None
+        for path, name in re.findall(r"`(?:(tests/[\w/]+\.py)|…)::(\w+)`", text):  # `…::name`: the file before
+            last = path or last
+            named.append((document.name, last, name))
+    assert len(named) > 30
+    for document, path, name in named:
+        source = ROOT / path
+        assert source.is_file(), f"{document} names a missing test file: {path}"
+        assert not name or re.search(rf"^def {name}\(", source.read_text(), re.M), f"{document}: no {path}::{name}"

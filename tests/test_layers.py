@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deepva_watch"
 
 #: Each room may import only rooms of a lower rank (and itself).
 RANKS = {
-    "deepva_watch": 0, "config": 0, "log": 0, "fsutil": 0, "mediainfo": 0,
+    "deepva_watch": 0, "config": 0, "log": 0, "fsutil": 0, "mediainfo": 0, "listener": 0,
     "deepva": 1, "media": 1, "sources": 1,
     "sidecars": 2,
     "states": 3,

@@ -19,9 +19,9 @@ from deepva_watch.config import Config
 from deepva_watch.flow import folder_key
 from deepva_watch.ledger import Asset, Ledger, TransitionLost
 from deepva_watch.sources import source_for
-from deepva_watch.states import HOME, NEEDS_NEW_JOB, STAGE_ENTRY, UNSUBMITTED, State, without_job, without_storage
+from deepva_watch.states import AT_DEEPVA, HOME, NEEDS_NEW_JOB, STAGE_ENTRY, UNSUBMITTED, State, without_job, without_storage
 
-_IN_FLIGHT = (State.SUBMITTED, State.COMPLETED, State.JOB_FAILED)
+_IN_FLIGHT = (*AT_DEEPVA, State.COMPLETED, State.JOB_FAILED)
 
 
 @dataclass(frozen=True)

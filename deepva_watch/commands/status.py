@@ -14,6 +14,7 @@ from deepva_watch.config import Config, host_port
 from deepva_watch.states import FINAL
 
 RECENT_ERRORS = 10
+OVERDUE_SHOWN = 10
 HEALTHZ_TIMEOUT_SECONDS = 3.0
 
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         "backlog": sum(count for state, count in totals.items() if state not in FINAL),
         "oldest_waiting": asset_json(oldest, now) if oldest else None,
         "recent_errors": [asset_json(asset, now) for asset in errors],
+        "overdue_jobs": [{**asset_json(asset, now), "job_running_seconds": round(now - (asset.submitted_at or now))}
+                         for asset in ledger.overdue_jobs(now - config.overdue_job_seconds, OVERDUE_SHOWN)],
         "api": api_health(config, errors),
     }
     if args.json:
@@ -79,6 +82,11 @@ def _print(report: dict[str, Any]) -> None:
     oldest = report["oldest_waiting"]
     if oldest:
         print(f"oldest waiting: {oldest['folder']}/{oldest['path']} ({oldest['state']}, {human_age(oldest['age_seconds'])})")
+    if report["overdue_jobs"]:
+        print("overdue jobs (DeepVA has not finished them):")
+        for job in report["overdue_jobs"]:
+            print(f"  {job['folder']}/{job['path']}: job {job['job_id']} running for "
+                  f"{human_age(job['job_running_seconds'])} ({job['state']})")
     if report["recent_errors"]:
         print("recent errors:")
         for error in report["recent_errors"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from deepva_watch.deepva.models import Job, JobPage, Segment, StorageObject
 from deepva_watch.deepva.upload import Throttle
@@ -14,7 +14,7 @@ from deepva_watch.deepva.upload import Throttle
 class DeepVA(Protocol):
     def upload(
         self,
-        path: Path,
+        source: Path | BinaryIO,
         *,
         folder: str = "/",
         filename: str | None = None,

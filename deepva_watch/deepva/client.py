@@ -11,6 +11,7 @@ never followed and requests' own retries are off: only this module knows whether
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -68,6 +69,10 @@ log = structlog.get_logger()
 T = TypeVar("T")
 
 TAG_PAGE_SIZE = 100
+#: What one answer may hold: a page of detailed results for a long video runs to a few megabytes.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Pages of one walk at most (a million segments at a hundred a page).
+MAX_PAGES = 10_000
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 #: Connections kept open to DeepVA: more than the daemon's workers ever use at once (uploads, job creation, tracking,
 #: publishing), so a connection is reused rather than opened per call.
@@ -207,7 +212,7 @@ class DeepVAClient:
         found: list[Job] = []
         seen: set[str] = set()
         offset = 0
-        while True:
+        for _ in range(MAX_PAGES):
             page = self.list_jobs(offset=offset, limit=TAG_PAGE_SIZE, tag=tag)
             fresh = [job for job in page.jobs if job.id not in seen]
             seen.update(job.id for job in fresh)
@@ -215,7 +220,8 @@ class DeepVAClient:
             offset += len(page.jobs)
             # A page with nothing new means the server ignores ``offset``: stop rather than loop forever.
             if not fresh or not page.has_next or offset >= page.total:
-                return found
+                break
+        return found
 
     def iter_detailed_results(self, job_id: str, *, page_size: int = 100) -> Iterator[Segment]:
         """Every segment of a job's detailed results, fetched one page at a time as the caller consumes them.
@@ -225,9 +231,15 @@ class DeepVAClient:
         """
         path = f"/jobs/{_segment(job_id)}/detailed-results/"
         offset = 0
-        while True:
+        previous: list[Any] | None = None
+        for _ in range(MAX_PAGES):
             call = _Call("GET", path, params={"offset": offset, "limit": page_size})
             envelope = self._envelope(call, self._send(call))
+            if envelope.items == previous:  # the server ignores ``offset``: what follows would repeat for ever
+                log.warning("results_page_repeated", job_id=job_id, offset=offset,
+                            note="the server sent the same page again; the results end here")
+                return
+            previous = envelope.items
             segments = [self._parse_value(call, item, Segment.from_api) for item in envelope.items]
             yield from segments
             offset += len(segments)
@@ -235,6 +247,7 @@ class DeepVAClient:
                 return
             if envelope.total is not None and offset >= envelope.total:
                 return
+        raise MalformedResponse("GET", path, reason=f"more than {MAX_PAGES} pages of detailed results")
 
     def delete_job(self, job_id: str) -> None:
         """Delete a job; one that is already gone counts as deleted (a retried DELETE may find it so)."""
@@ -244,7 +257,7 @@ class DeepVAClient:
 
     def upload(
         self,
-        path: Path,
+        source: Path | BinaryIO,
         *,
         folder: str = "/",
         filename: str | None = None,
@@ -255,7 +268,8 @@ class DeepVAClient:
         """Upload one file to DeepVA storage; the returned object's ``url`` is a job source.
 
         Streams the file from disk as multipart/form-data (fields ``folder``, ``file``); never reads it into memory.
-        The file is opened once; a retry after a transport error sends it again from the start. ``on_progress`` gets
+        ``source`` is a path, or a file the caller opened (and checked) and closes. The file is opened once; a retry
+        after a transport error sends it again from the start. ``on_progress`` gets
         the number of file bytes sent so far in the current attempt. Raises :class:`SourceChanged` if the file changes
         size meanwhile, and :class:`UploadRejected` if the returned object has ``upload_failed`` set. ``throttle``
         shares one bandwidth cap between concurrent uploads.
@@ -266,12 +280,14 @@ class DeepVAClient:
         call_path = "/storage/"
         if throttle is None and max_bytes_per_second:
             throttle = Throttle(max_bytes_per_second, sleep=self._sleep)
-        with open(path, "rb", buffering=0) as handle:
+        name = filename or (source.name if isinstance(source, Path) else "upload")
+        with contextlib.ExitStack() as closing:
+            handle = closing.enter_context(open(source, "rb", buffering=0)) if isinstance(source, Path) else source
             body = MultipartFileBody(
                 handle,
                 fields={"folder": folder},
                 file_field="file",
-                filename=filename or path.name,
+                filename=name,
                 throttle=throttle,
                 on_progress=on_progress,
                 url=call_path,
@@ -287,16 +303,19 @@ class DeepVAClient:
         return stored
 
     def list_storage(self, folder: str = "/") -> list[StorageObject]:
-        """Every object in a storage folder, across all pages."""
-        found: list[StorageObject] = []
+        """Every object in a storage folder, across all pages (a page with nothing new ends the walk)."""
+        found: dict[str, StorageObject] = {}
         offset = 0
-        while True:
+        for _ in range(MAX_PAGES):
             call = _Call("GET", "/storage/", params={"folder": folder, "offset": offset, "limit": TAG_PAGE_SIZE})
             envelope = self._envelope(call, self._send(call))
-            found.extend(self._parse_value(call, item, StorageObject.from_api) for item in envelope.items)
-            offset += len(envelope.items)
-            if not envelope.items or envelope.has_next is False or (envelope.total is not None and offset >= envelope.total):
-                return found
+            page = [self._parse_value(call, item, StorageObject.from_api) for item in envelope.items]
+            fresh = [stored for stored in page if stored.id not in found]
+            found.update((stored.id, stored) for stored in fresh)
+            offset += len(page)
+            if not fresh or envelope.has_next is False or (envelope.total is not None and offset >= envelope.total):
+                break
+        return list(found.values())
 
     def get_storage(self, storage_id: str) -> StorageObject:
         call = _Call("GET", f"/storage/{_segment(storage_id)}/")
@@ -327,6 +346,10 @@ class DeepVAClient:
             if not call.resend_after_send and may_have_been_applied(error):
                 raise error
             delay = self._retry.delay(attempt - 1, self._rng, error.retry_after)
+            if delay > self._retry.max_inline_wait:
+                if error.retry_after is None:
+                    error.retry_after = delay
+                raise error
             log.warning(
                 "api_retry",
                 method=call.method,
@@ -356,15 +379,23 @@ class DeepVAClient:
         try:
             raw = self._session.request(
                 call.method, self.base_url + call.path, params=call.params, data=body, headers=headers,
-                auth=self._auth, timeout=self._timeout, verify=self._verify, allow_redirects=False,
+                auth=self._auth, timeout=self._timeout, verify=self._verify, allow_redirects=False, stream=True,
             )
+            try:
+                content = _read_capped(raw, MAX_RESPONSE_BYTES)
+            finally:
+                raw.close()
         # ValueError: a header http.client refuses (a key with a line break); never its text, it is the key
         except (RequestException, ValueError) as exc:
             transport_error = _transport_error(call, exc)
+        except _TooLarge:
+            self._heard(call, raw.status_code)
+            return None, MalformedResponse(call.method, call.path, status=raw.status_code,
+                                           reason=f"response larger than {MAX_RESPONSE_BYTES} bytes")
         if transport_error is not None:
             self._heard(call, None)
             return None, transport_error
-        response = _Reply(raw.status_code, raw.headers, raw.content)
+        response = _Reply(raw.status_code, raw.headers, content)
         self._heard(call, response.status_code)
         if 200 <= response.status_code < 300:
             return response, None
@@ -452,6 +483,22 @@ class _Envelope:
     offset: int | None
     has_next: bool | None
     """None when the server did not say (no ``next`` key)."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_capped(raw: requests.Response, limit: int) -> bytes:
+    """The body, read in pieces and refused past ``limit`` bytes (decoded), never held whole beyond that."""
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in raw.iter_content(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def client_for(api: ApiConfig, api_key: str, **options: Any) -> DeepVAClient:

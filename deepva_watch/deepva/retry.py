@@ -25,6 +25,9 @@ class RetryPolicy:
     """Seconds; the ceiling never grows past this."""
     max_retry_after: float = MAX_RETRY_AFTER
     """Seconds; a longer ``Retry-After`` is cut to this."""
+    max_inline_wait: float = 5.0
+    """Seconds; a longer wait is not slept inside the call: the error is raised with its ``retry_after``, and the
+    caller waits in the ledger (a worker must not sleep for a server)."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:

@@ -19,24 +19,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
+from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
-from deepva_watch.config import ConfigError, Secret, WebhookConfig
+from deepva_watch.config import ConfigError, Secret, WebhookConfig, read_secret_file
+from deepva_watch.listener import Listener
 
 log = structlog.get_logger("deepva_watch.webhook")
 
 #: The name under which the daemon keeps the last accepted nonce.
 NONCE_SETTING = "webhook_nonce"
-#: A job callback is a few kilobytes; anything near this is not one, and is refused before it is read.
-MAX_BODY_BYTES = 10 * 1024 * 1024
-#: Seconds a connection may stay silent; a slow or stalled client must not hold a handler thread.
-SOCKET_TIMEOUT_SECONDS = 10.0
+#: A job callback is a few kilobytes: a longer body is refused before it is read, and so before its signature can be
+#: checked, so that unauthenticated clients cannot make the daemon hold much.
+MAX_BODY_BYTES = 64 * 1024
 #: The events asked for per module. Failures are included so a failed job is noticed as quickly as a finished one.
 EVENT_SUFFIXES = ("on_completed", "on_failed")
 _SIGNATURE_PREFIX = "sha512="
@@ -65,14 +65,7 @@ def load_secret(config: WebhookConfig) -> Secret:
     """The signing secret from ``webhook.secret_file``; the caller registers it with ``log.register_secret``."""
     if config.secret_file is None:
         raise ConfigError("webhook.secret_file", "required when webhook.listen is set: deliveries must be verified")
-    try:
-        secret = config.secret_file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or "not readable as UTF-8 text"
-        raise ConfigError("webhook.secret_file", f"cannot read {str(config.secret_file)!r}: {reason}") from None
-    if not secret:
-        raise ConfigError("webhook.secret_file", f"{str(config.secret_file)!r} is empty")
-    return Secret(secret)
+    return read_secret_file(config.secret_file, "webhook.secret_file")
 
 
 
@@ -121,12 +114,13 @@ def parse_delivery(body: bytes) -> tuple[str, str, str]:
 
 
 class WebhookReceiver:
-    """An HTTP server on ``webhook.listen`` (port 0 picks a free port, see :attr:`port`) run on a daemon thread.
+    """An HTTP endpoint on ``webhook.listen`` (port 0 picks a free port, see :attr:`port`), served by a bounded
+    :class:`~deepva_watch.listener.Listener`.
 
     Answers: 200 for a verified delivery (after ``on_job``), 401 for a bad signature, a missing header, or a nonce that
-    is not an integer greater than the last accepted one, 400 for a verified body without a job, 413 for an oversize
-    body, 404/405 for other paths and methods. The signature is checked before the nonce, so forged deliveries cannot
-    use up nonces.
+    is not an integer greater than the last accepted one, 400 for a verified body without a job, 411 without a length,
+    413 for a body over ``max_body_bytes`` (refused before it is read), 404/405 for other paths and methods. The
+    signature is checked before the nonce, so forged deliveries cannot use up nonces.
     """
 
     def __init__(
@@ -140,54 +134,87 @@ class WebhookReceiver:
     ) -> None:
         if not config.listen:
             raise ConfigError("webhook.listen", "no address to listen on")
-        self._config = config
-        self._secret = secret
+        self._settings = _Settings(config, secret)
         self._nonces = nonces
         self._on_job = on_job
-        self.max_body_bytes = max_body_bytes
-        callback_path = urlsplit(config.callback_url or "").path.rstrip("/")
-        self._paths = {"/", callback_path or "/", f"{callback_path}/"}
-        host, port = _listen_address(config.listen)
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._listener = Listener(config.listen, self._app, name="webhook", max_body_bytes=max_body_bytes)
+
+    @property
+    def listen(self) -> str:
+        return self._settings.config.listen or ""
+
+    def use(self, config: WebhookConfig, secret: str) -> None:
+        """A reloaded config and secret on the same address, in force from the next delivery on."""
+        self._settings = _Settings(config, secret)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._listener.address[1]
 
     @property
     def host(self) -> str:
-        return str(self._server.server_address[0])
+        return self._listener.address[0]
 
     def start(self) -> WebhookReceiver:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="webhook-receiver", daemon=True)
-        self._thread.start()
-        log.info("webhook_listening", host=self.host, port=self.port, callback_url=self._config.callback_url)
+        self._listener.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._listener.stop()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def answer(status: HTTPStatus, message: str) -> Iterable[bytes]:
+            payload = json.dumps({"status": int(status), "message": message}).encode("utf-8")
+            start_response(f"{status.value} {status.phrase}",
+                           [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
+
+        def reject(rejected: Rejected) -> Iterable[bytes]:
+            log.warning("webhook_rejected", status=int(rejected.status), reason=rejected.reason,
+                        remote=environ.get("REMOTE_ADDR"), path=environ.get("PATH_INFO"))
+            # 401 says nothing about which check failed; the log line tells the operator.
+            return answer(rejected.status,
+                          "unauthorized" if rejected.status == HTTPStatus.UNAUTHORIZED else rejected.reason)
+
+        if not self.accepts_path(environ.get("PATH_INFO", "")):
+            return answer(HTTPStatus.NOT_FOUND, "no such path")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return answer(HTTPStatus.METHOD_NOT_ALLOWED, "only POST")
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        if not length_text.strip().isdigit():
+            return reject(Rejected(HTTPStatus.LENGTH_REQUIRED, "no Content-Length"))
+        length = int(length_text)
+        body = environ["wsgi.input"].read(length)
+        if len(body) != length:
+            return reject(Rejected(HTTPStatus.BAD_REQUEST, "body shorter than its Content-Length"))
+        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
+                   if key.startswith("HTTP_")}
+        try:
+            self.handle(headers, body)
+        except Rejected as rejected:
+            return reject(rejected)
+        except Exception as error:  # the daemon's callback failed: polling will still find the job
+            log.error("webhook_callback_failed", error=repr(error)[:300])
+            return answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+        return answer(HTTPStatus.OK, "ok")
 
     # -- one delivery ---------------------------------------------------------------------------------------------
 
     def accepts_path(self, path: str) -> bool:
-        return urlsplit(path).path in self._paths
+        return urlsplit(path).path in self._settings.paths
 
-    def handle(self, headers: Any, body: bytes) -> tuple[str, str]:
-        """Verify and parse one delivery; raises :class:`Rejected`. Returns ``(job id, state)`` and calls ``on_job``."""
-        signature = headers.get(self._config.signature_header)
-        nonce_text = headers.get(self._config.nonce_header)
+    def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        """Verify and parse one delivery (``headers`` by lower-case name); raises :class:`Rejected`. Returns
+        ``(job id, state)`` and calls ``on_job``."""
+        settings = self._settings  # one delivery is checked against one config, even during a reload
+        config = settings.config
+        signature = headers.get(config.signature_header.lower())
+        nonce_text = headers.get(config.nonce_header.lower())
         if not signature:
-            raise Rejected(HTTPStatus.UNAUTHORIZED, f"missing header {self._config.signature_header}")
+            raise Rejected(HTTPStatus.UNAUTHORIZED, f"missing header {config.signature_header}")
         if nonce_text is None or not nonce_text.strip():
-            raise Rejected(HTTPStatus.UNAUTHORIZED, f"missing header {self._config.nonce_header}")
-        if not self._signature_matches(signature, body):
+            raise Rejected(HTTPStatus.UNAUTHORIZED, f"missing header {config.nonce_header}")
+        if not _signature_matches(settings.secret, signature, body):
             raise Rejected(HTTPStatus.UNAUTHORIZED, "signature does not match the body and the configured secret")
         nonce = _nonce(nonce_text)
         event, job_id, state = parse_delivery(body)
@@ -197,12 +224,27 @@ class WebhookReceiver:
         self._on_job(job_id, state)
         return job_id, state
 
-    def _signature_matches(self, given: str, body: bytes) -> bool:
-        given = given.strip()
-        if given[: len(_SIGNATURE_PREFIX)].lower() == _SIGNATURE_PREFIX:
-            given = given[len(_SIGNATURE_PREFIX):]
-        expected = sign(self._secret, body)
-        return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("latin-1", "replace"))
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What a reload may change on a running receiver, swapped as one."""
+
+    config: WebhookConfig
+    secret: str
+
+    @property
+    def paths(self) -> set[str]:
+        callback_path = urlsplit(self.config.callback_url or "").path.rstrip("/")
+        return {"/", callback_path or "/", f"{callback_path}/"}
+
+
+def _signature_matches(secret: str, given: str, body: bytes) -> bool:
+    given = given.strip()
+    if given[: len(_SIGNATURE_PREFIX)].lower() == _SIGNATURE_PREFIX:
+        given = given[len(_SIGNATURE_PREFIX):]
+    expected = sign(secret, body)
+    return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("latin-1", "replace"))
 
 
 def _nonce(text: str) -> int:
@@ -210,78 +252,3 @@ def _nonce(text: str) -> int:
     if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_NONCE_DIGITS:
         raise Rejected(HTTPStatus.UNAUTHORIZED, "nonce is not a non-negative integer")
     return int(digits)
-
-
-def _listen_address(listen: str) -> tuple[str, int]:
-    """``host:port`` with port 0 allowed (a free port, for tests); ``[::1]:8787`` for IPv6."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError("webhook.listen", f"expected host:port, got {listen!r}")
-    return host.strip("[]"), int(port)
-
-
-def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = SOCKET_TIMEOUT_SECONDS
-        server_version = "deepva-watch-webhook"
-        sys_version = ""
-
-        def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
-            if not receiver.accepts_path(self.path):
-                self._answer(HTTPStatus.NOT_FOUND, "no such path")
-                return
-            length_text = self.headers.get("Content-Length")
-            if length_text is None or not length_text.strip().isdigit():
-                self._reject(Rejected(HTTPStatus.LENGTH_REQUIRED, "no Content-Length"))
-                return
-            length = int(length_text)
-            if length > receiver.max_body_bytes:
-                self.close_connection = True  # the body stays unread: do not let it be taken for the next request
-                self._reject(Rejected(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes is over the limit"))
-                return
-            try:
-                body = self.rfile.read(length)
-            except OSError:
-                self._reject(Rejected(HTTPStatus.REQUEST_TIMEOUT, "body not received in time"))
-                return
-            if len(body) != length:
-                self._reject(Rejected(HTTPStatus.BAD_REQUEST, "body shorter than its Content-Length"))
-                return
-            try:
-                receiver.handle(self.headers, body)
-            except Rejected as rejected:
-                self._reject(rejected)
-                return
-            except Exception:  # the daemon's callback failed: polling will still find the job
-                log.exception("webhook_callback_failed")
-                self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-                return
-            self._answer(HTTPStatus.OK, "ok")
-
-        def _method_not_allowed(self) -> None:
-            self._answer(HTTPStatus.METHOD_NOT_ALLOWED, "only POST")
-
-        do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _method_not_allowed  # noqa: N815
-
-        def _reject(self, rejected: Rejected) -> None:
-            log.warning("webhook_rejected", status=int(rejected.status), reason=rejected.reason,
-                        remote=self.client_address[0], path=urlsplit(self.path).path)
-            # 401 says nothing about which check failed; the log line tells the operator.
-            detail = "unauthorized" if rejected.status == HTTPStatus.UNAUTHORIZED else rejected.reason
-            self._answer(rejected.status, detail)
-
-        def _answer(self, status: HTTPStatus, message: str) -> None:
-            payload = json.dumps({"status": int(status), "message": message}).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the signature http.server calls
-            log.debug("webhook_http", line=format % args)
-
-    return Handler

@@ -11,6 +11,8 @@ What it does:
 * ``POST /storage/`` streams ``multipart/form-data`` uploads to disk (Content-Length or chunked bodies).
 * Jobs move ``waiting`` → ``processing`` → ``completed`` as a function of an injectable clock; results are synthetic,
   shaped like DeepVA's and deterministic per file content (see :mod:`.results`).
+* Jobs take ``processing_time`` each, or with ``video_processing_ratio`` (``--video-processing-ratio``) above zero
+  ``processing_time`` per image and duration × ratio per video, summed over a job's sources.
 * It identifies itself: every response carries ``Server: deepva-emulator/0.1``.
 * On-prem mode (``onprem_roots`` / ``--onprem-root``): local-path sources under configured server-view prefixes are
   read from mapped local directories (:mod:`.onprem`); without it local paths get 400 as on DeepVA Cloud.

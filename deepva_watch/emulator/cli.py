@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue-time", type=float, default=0.0, help="seconds each job waits before processing (default: 0)"
     )
     parser.add_argument(
+        "--video-processing-ratio",
+        type=float,
+        default=0.0,
+        metavar="RATIO",
+        help="above 0: a video source processes for its duration times RATIO (1: real time), an image source for "
+        "--processing-time, a job for the sum over its sources (default: 0, every job takes --processing-time)",
+    )
+    parser.add_argument(
         "--onprem-root",
         action="append",
         default=[],
@@ -135,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             api_key=key,
             processing_time=arguments.processing_time,
             queue_time=arguments.queue_time,
+            video_processing_ratio=arguments.video_processing_ratio,
             onprem_roots=parse_onprem_roots(arguments.onprem_root),
             fetch_max_bytes=arguments.fetch_max_bytes,
             webhook_secret=read_secret(arguments.webhook_secret_file) if arguments.webhook_secret_file else None,

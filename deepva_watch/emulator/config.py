@@ -41,7 +41,9 @@ class EmulatorConfig:
 
     ``port=0`` asks the kernel for a free port (read it back from ``Emulator.base_url``). ``data_dir=None`` puts uploads
     into a temporary directory that is removed again on stop. A job waits ``queue_time`` seconds, then processes for
-    ``processing_time`` seconds; with both at zero a job is complete as soon as it exists.
+    ``processing_time`` seconds; with both at zero a job is complete as soon as it exists. ``video_processing_ratio``
+    above zero times jobs by their media instead: each image source takes ``processing_time``, each video source its
+    duration times the ratio (1.0: real time), and a job the sum over its sources.
 
     Later features hook in here: fault injection, on-prem local paths with a path mapping, fetching URL sources and
     signed webhooks would each add a field (for example ``local_path_roots``) and leave the defaults behaving as today.
@@ -53,6 +55,7 @@ class EmulatorConfig:
     api_key: str = field(default=DEFAULT_API_KEY, repr=False)
     processing_time: float = 2.0
     queue_time: float = 0.0
+    video_processing_ratio: float = 0.0
     clock: Clock = time.time
     read_size: int = 1 << 20
     onprem_roots: Mapping[str, Path] = field(default_factory=dict)
@@ -70,6 +73,8 @@ class EmulatorConfig:
             raise ValueError("api_key must not be empty")
         if self.processing_time < 0 or self.queue_time < 0:
             raise ValueError("processing_time and queue_time must not be negative")
+        if self.video_processing_ratio < 0:
+            raise ValueError("video_processing_ratio must not be negative")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
         if self.read_size < 1:

@@ -62,7 +62,13 @@ class Emulator:
             data_dir = self._owned_data_dir = Path(tempfile.mkdtemp(prefix="deepva-emulator-"))
         options = StateOptions(config.onprem_roots, config.fetch_max_bytes, config.fetch_timeout)
         self._state = EmulatorState(
-            Path(data_dir), config.clock, config.processing_time, config.queue_time, options, self._faults
+            Path(data_dir),
+            config.clock,
+            config.processing_time,
+            config.queue_time,
+            options,
+            self._faults,
+            video_processing_ratio=config.video_processing_ratio,
         )
         self._server = EmulatorHTTPServer(
             (config.host, config.port), self._state, config.api_key, config.read_size, self
@@ -136,7 +142,7 @@ class Emulator:
         return [render.job_json(state, job, self.origin) for job in state.jobs_newest_first()]
 
     def set_processing_time(self, seconds: float) -> None:
-        """Takes effect for jobs created afterwards."""
+        """Takes effect for jobs created afterwards (with ``video_processing_ratio``: for their image sources)."""
         self._running_state().set_processing_time(seconds)
 
     # -- faults, outages and the key ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from .payloads import InvalidRequest, JobRequest
 from .probe import DEFAULT_FRAME_RATE, fingerprint, probe_video
 from .results import JobResults, synthesize
 from .sources import STORAGE_SCHEME, FetchSettings, ResolvedSource, SourceFacts, SourceRejected, SourceResolver
-from .timeline import Timeline
+from .timeline import Timeline, processing_time_for
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -98,6 +98,8 @@ class EmulatorState:
         queue_time: float,
         options: StateOptions | None = None,
         faults: FaultInjector | None = None,
+        *,
+        video_processing_ratio: float = 0.0,
     ) -> None:
         options = options or StateOptions()
         self._lock = threading.Lock()
@@ -105,6 +107,7 @@ class EmulatorState:
         self._clock = clock
         self._processing_time = processing_time
         self._queue_time = queue_time
+        self._video_ratio = video_processing_ratio
         self._jobs: dict[str, JobRecord] = {}  # in creation order, so newest first is a reversed walk, not a sort
         self._jobs_by_tag: dict[str, dict[str, JobRecord]] = {}
         self._unfinished: dict[str, JobRecord] = {}  # kept small: finished jobs leave it at the next creation
@@ -128,7 +131,8 @@ class EmulatorState:
         return self._clock()
 
     def set_processing_time(self, seconds: float) -> None:
-        """Applies to jobs created from now on; running jobs keep the timeline they were created with."""
+        """Applies to jobs created from now on; running jobs keep the timeline they were created with. With a
+        ``video_processing_ratio`` this is the time of each image source."""
         if seconds < 0:
             raise ValueError("processing time must not be negative")
         with self._lock:
@@ -187,8 +191,10 @@ class EmulatorState:
         if errors:
             raise InvalidRequest(errors)
         problems = tuple(item.problem for item in resolved if item.problem is not None)
+        media = [(item.facts.media_type, item.facts.duration) for item in resolved]
         with self._lock:
             now = self._clock()
+            processing_time = processing_time_for(media, self._processing_time, self._video_ratio)
             sequence = self._next_sequence
             outcome, job_errors = self.faults.job_fate(sequence)
             if problems:
@@ -200,7 +206,7 @@ class EmulatorState:
                 sources=request.sources,
                 modules=dict(request.modules),
                 webhook=dict(request.webhook) if request.webhook is not None else None,
-                timeline=Timeline(now, self._queue_time, self._processing_time, outcome),
+                timeline=Timeline(now, self._queue_time, processing_time, outcome),
                 resolved=tuple(resolved),
                 errors=job_errors,
             )

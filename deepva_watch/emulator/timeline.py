@@ -11,6 +11,7 @@ Outcomes: ``completed`` (the normal case), ``failed`` (a fetch that did not work
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 OUTCOMES = ("completed", "failed", "stuck")
@@ -74,3 +75,14 @@ class Timeline:
     def created_phase(self) -> Phase:
         """What the creating request sees: the job is always queued first, as on the real service."""
         return Phase("waiting", 0.0, None, None, 0)
+
+
+def processing_time_for(media: Iterable[tuple[str, float]], image_seconds: float, video_ratio: float) -> float:
+    """How long a job over ``media`` (``(media_type, duration)`` per source) processes.
+
+    With ``video_ratio`` at zero every job takes ``image_seconds``, whatever it holds. Above zero the time follows the
+    media, as on the real service: ``image_seconds`` per image, ``duration × video_ratio`` per video, summed.
+    """
+    if video_ratio <= 0:
+        return image_seconds
+    return sum(duration * video_ratio if kind == "video" else image_seconds for kind, duration in media)

@@ -9,7 +9,9 @@ import random
 
 from deepva_watch.deepva import DeepVAError, NotAuthenticated, RateLimited, SourceChanged
 from deepva_watch.deepva.errors import UntrustedCertificate
-from deepva_watch.flow.outcomes import Fail, Outcome, Retry, gone
+from deepva_watch.flow.outcomes import Advance, Changed, Fail, Outcome, Retry, gone
+from deepva_watch.media.files import VersionChanged
+from deepva_watch.states import State
 
 #: A step that keeps failing is retried with exponential backoff (with jitter) and then parked as ``failed``
 #: (retryable) for a person to look at; the backoff is stored in the ledger, so it survives restarts.
@@ -51,10 +53,10 @@ def outcome_for(error: BaseException) -> Outcome:
     if isinstance(error, UntrustedCertificate):
         return Retry(str(error), delay=UNTRUSTED_CERTIFICATE_RETRY_SECONDS, counts=False)
     if isinstance(error, RateLimited):
-        return Retry(str(error), delay=error.retry_after, counts=False)
+        return Retry(str(error), delay=_server_wait(error), counts=False)
     if isinstance(error, DeepVAError):
         if error.retryable:
-            return Retry(str(error), counts=error.status is not None)
+            return Retry(str(error), delay=_server_wait(error), counts=error.status is not None)
         return Fail(str(error), retryable=False)
     if isinstance(error, FileNotFoundError):
         return gone()
@@ -66,3 +68,15 @@ def outcome_for(error: BaseException) -> Outcome:
             return Retry(f"cannot write or read on disk: {what}", counts=False)
         return Retry(f"file-system error: {what}")
     raise error
+
+
+def _server_wait(error: DeepVAError) -> float | None:
+    """The wait the server asked for (``Retry-After``), within the backoff's cap; None: the policy's own backoff."""
+    return min(error.retry_after, BACKOFF_CAP_SECONDS) if error.retry_after is not None else None
+
+
+def changed_outcome(changed: VersionChanged, why: str) -> Outcome:
+    """Another regular file of another size or time is a new version; anything else in its place is no media."""
+    if changed.size is not None and changed.mtime_ns is not None:
+        return Changed(changed.size, changed.mtime_ns, f"{why} ({changed.why})")
+    return Advance(State.SUPERSEDED, {"last_error": f"{why}: {changed.why}"})

@@ -10,6 +10,7 @@ sidecars are written the same).
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 import time
 import traceback
@@ -59,6 +60,7 @@ class StageRunner:
         self.current: Asset | None = None
         """The row being stepped right now, for the watchdog (a long upload shows progress of its own)."""
         self.at_capacity = False
+        self.gathering_until = 0.0
         self.idle = False
         self.sleeps_until = 0.0
 
@@ -87,6 +89,8 @@ class StageRunner:
 
     def _idle_seconds(self) -> float:
         admission = self.stage.admission
+        if self.gathering_until:
+            return max(0.01, min(self.IDLE_SECONDS, self.gathering_until - self.services.clock.now()))
         if self.at_capacity:
             if admission.rest is not None:
                 return max(0.01, min(self.IDLE_SECONDS, admission.rest(self.services)))
@@ -101,7 +105,7 @@ class StageRunner:
     def room(self) -> tuple[int, Quota | None]:
         """How many rows the stage may take now, and the strict quota its claim must respect."""
         admission = self.stage.admission
-        if admission.needs_api and not self.services.gate.is_open:
+        if self.services.halted or (admission.needs_api and not self.services.gate.is_open):
             return 0, None
         room = admission.room(self.services) if admission.room is not None else self.stage.batch
         quota = admission.quota(self.services.config) if admission.quota is not None else None
@@ -122,6 +126,8 @@ class StageRunner:
             share = max(1, room // max(1, stage.workers(self.services.config)))  # leave room for the other workers
             assets = ledger.claim(stage.takes, stage.working, now, min(share, stage.batch), stage=stage.name,
                                   quota=quota, max_bytes=stage.claim_bytes)
+        elif stage.together:
+            assets = self._all_once_due(now, min(room, stage.batch))
         else:
             assets = ledger.due(stage.takes, now, min(room, stage.batch))
         if not assets:
@@ -134,13 +140,27 @@ class StageRunner:
             return 0
         decided: list[Decision] = []
         for index, asset in enumerate(assets):
-            # Stopping, or the key was refused while this batch ran: the rest must not each meet the same 401.
-            if self.stop.is_set() or (stage.admission.needs_api and not self.services.gate.is_open):
+            # Stopping, halted, or the key was refused while this batch ran: the rest must not each meet the same 401.
+            if self.stop.is_set() or self.services.halted or (
+                    stage.admission.needs_api and not self.services.gate.is_open):
                 self._hand_back(assets[index:])
                 break
             decided.append(self.decide(context, asset))
         self.commit(decided)
         return len(assets)
+
+    def _all_once_due(self, now: float, limit: int) -> list[Asset]:
+        """Every row of the stage, once the first is due and those due soon after it are due as well."""
+        ledger, takes = self.services.ledger, self.stage.takes
+        first = ledger.next_due_at(takes)
+        if first is None or first > now:
+            return []
+        burst = [asset.next_attempt_at for asset in ledger.due(takes, first + self.stage.together, limit)]
+        if max(burst, default=first) > now:
+            self.gathering_until = max(burst)
+            return []
+        self.gathering_until = 0.0
+        return ledger.due(takes, math.inf, limit)
 
     def _hand_back(self, assets: list[Asset]) -> None:
         if self.stage.working is not None:

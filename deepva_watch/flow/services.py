@@ -120,6 +120,8 @@ class Services:
     """One bandwidth cap shared by every upload (``max_upload_mbps``)."""
     poll_budget: RateBudget = field(init=False)
     """The ceiling on job-status requests per minute."""
+    halted: str | None = None
+    """Why no stage may take work at all (the ledger file was removed or replaced under us), or None."""
 
     def __post_init__(self) -> None:
         self.use(self.config)

@@ -56,6 +56,9 @@ class Stage(Generic[Context]):
     another worker could start on."""
     claim_bytes: int | None = None
     """Take further rows only while those already taken hold less than this (many stills at once, a video alone)."""
+    together: float = 0.0
+    """Rows are taken all together, once the first is due and the rows due up to this many seconds after it are due
+    too: one list request then answers for every job, and rows falling due in a burst cost one request."""
     admission: Admission = Admission()
 
     def home_of(self, asset: Asset) -> State:

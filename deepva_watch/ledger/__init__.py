@@ -24,9 +24,9 @@ from deepva_watch.ledger.protocol import Latest, Ledger
 from deepva_watch.ledger.sqlite import SqliteLedger
 
 
-def open_ledger(location: Path, *, readonly: bool = False) -> Ledger:
-    """The ledger the config names."""
-    return SqliteLedger(location, readonly=readonly)
+def open_ledger(location: Path, *, readonly: bool = False, exclusive: bool = False) -> Ledger:
+    """The ledger the config names; ``exclusive`` for the daemon (one per SQLite ledger)."""
+    return SqliteLedger(location, readonly=readonly, exclusive=exclusive)
 
 
 __all__ = [

@@ -54,6 +54,11 @@ class Asset:
     """The stage the file failed in (``retry`` sends it back there)."""
     job_snapshot: str | None = None
     """The finished job as DeepVA last reported it, kept until its sidecars are written."""
+    job_seconds: float | None = None
+    """How long DeepVA took for the job, by its own clock (what the next jobs of the kind are expected to take)."""
+    device: int | None = None
+    inode: int | None = None
+    """The file that was sniffed: later steps read only that file, never another put in its place."""
 
     @cached_property
     def path(self) -> Path:

@@ -88,6 +88,10 @@ class Ledger(Protocol):
 
     def set_folder_priorities(self, priorities: Mapping[str, int]) -> None: ...
 
+    def recent_job_seconds(self, kind: str, limit: int) -> list[float]:
+        """How long DeepVA took for the last ``limit`` jobs of files of this kind (image, video), newest first."""
+        ...
+
     def pending_clean_ups(self, now: float, limit: int) -> list[Asset]:
         """Published rows whose job or storage copy is still to be deleted, due by ``next_attempt_at``."""
         ...
@@ -123,6 +127,10 @@ class Ledger(Protocol):
 
     def oldest_waiting(self) -> Asset | None: ...
 
+    def overdue_jobs(self, submitted_before: float, limit: int = 10) -> list[Asset]:
+        """Jobs at DeepVA submitted before that time and not finished, oldest first."""
+        ...
+
     def recent_errors(self, limit: int = 10) -> list[Asset]: ...
 
     def history(self, asset_ids: Sequence[str]) -> list[HistoryEntry]:
@@ -133,4 +141,10 @@ class Ledger(Protocol):
         """Delete every version of a path unless a worker holds one; returns the rows deleted."""
         ...
 
-    def close(self) -> None: ...
+    def problem(self) -> str | None:
+        """Why the ledger can no longer be trusted under the running daemon, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release what this process holds on the ledger (the caller's connection, the daemon's lock)."""
+        ...

@@ -10,12 +10,14 @@ transaction; every step is written so that it also completes a ledger made by an
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -33,7 +35,7 @@ from deepva_watch.ledger.model import (
     new_asset_id,
 )
 from deepva_watch.ledger.protocol import Latest
-from deepva_watch.states import FINAL, HOME, UNSUBMITTED, State
+from deepva_watch.states import AT_DEEPVA, FINAL, HOME, UNSUBMITTED, State
 
 S = State
 
@@ -128,7 +130,41 @@ def _state_machine(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE IF EXISTS migrations")  # the record kept by releases before these migrations
 
 
+@MIGRATIONS(name="file-identity-and-job-time")
+def _file_identity(db: sqlite_utils.Database) -> None:
+    for column, kind in (("device", "INTEGER"), ("inode", "INTEGER"), ("job_seconds", "REAL")):
+        if not _has_column(db, "assets", column):
+            db.execute(f"ALTER TABLE assets ADD COLUMN {column} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS assets_finished ON assets (kind, completed_at) WHERE job_seconds IS NOT NULL")
+
+
 _KNOWN_MIGRATIONS = frozenset(migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True)))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _hold(path: Path) -> IO[str]:
+    """The lock that makes a daemon the only one on this ledger (released by the kernel when the process ends)."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+", encoding="ascii")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise LedgerError(f"another deepva-watch (pid {holder}) is running on the ledger {path}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _marks(values: Sized) -> str:
@@ -155,30 +191,53 @@ def _history_row(row: Asset, move: Move, now: float, stage: str | None) -> tuple
 class SqliteLedger:
     """Thread-safe access to one ledger file."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, exclusive: bool = False) -> None:
+        """``exclusive``: this process is the one daemon on the ledger (a lock next to it says so, with its pid);
+        another daemon is refused, readers are not."""
         self.path = path
         self._readonly = readonly
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._priorities: dict[str, int] = {}
+        self._lock_file: IO[str] | None = None
+        self._created = False
         try:
             if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                if exclusive:
+                    self._lock_file = _hold(path)
                 self._migrate()
             else:
                 self._check_version()
+            self._created = True
+            self._identity = _identity(path)
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"the ledger {path} cannot be used: {error}") from None
+        except (FileExistsError, NotADirectoryError):
+            raise LedgerError(f"the ledger {path} cannot be used: {path.parent} is not a directory") from None
+        except OSError as error:
+            raise LedgerError(f"the ledger {path} cannot be used: {error.strerror or error}") from None
+
+    def problem(self) -> str | None:
+        """Why the ledger can no longer be trusted (its file was removed or replaced under us), or None."""
+        now = _identity(self.path)
+        if now is None:
+            return f"the ledger file {self.path} was removed while the daemon ran"
+        if now != self._identity:
+            return f"the ledger file {self.path} was replaced while the daemon ran"
+        return None
 
     # -- connections and transactions ------------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # Only the first connection may create the file: a thread that connects after the ledger was removed
+            # must fail, not start an empty ledger that would have every file done again.
+            mode = "ro" if self._readonly else "rw" if self._created else "rwc"
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode={mode}", uri=True, isolation_level=None,
+                                   timeout=30)
+            if not self._readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -200,10 +259,14 @@ class SqliteLedger:
             conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close this thread's connection and give up the daemon's lock, if held."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _migrate(self) -> None:
         db = sqlite_utils.Database(self._conn())
@@ -309,6 +372,10 @@ class SqliteLedger:
                             tuple(FINAL))
         return rows[0] if rows else None
 
+    def overdue_jobs(self, submitted_before: float, limit: int = 10) -> list[Asset]:
+        return self._select(f"SELECT * FROM assets WHERE state IN ({_marks(AT_DEEPVA)}) AND submitted_at <= ? "
+                            "ORDER BY submitted_at, id LIMIT ?", (*AT_DEEPVA, submitted_before, limit))
+
     def recent_errors(self, limit: int = 10) -> list[Asset]:
         """Rows whose last step failed, newest first (``gone``, ``superseded`` and ``published`` carry no error)."""
         return self._select(
@@ -323,6 +390,12 @@ class SqliteLedger:
             f"WHERE assets.asset_id IN ({_marks(asset_ids)}) ORDER BY history.id", tuple(asset_ids)).fetchall()
         return [HistoryEntry(row["asset_id"], row["at"], row["from_state"], row["to_state"], row["stage"],
                              row["attempt"], row["error"], row["job_id"]) for row in rows]
+
+    def recent_job_seconds(self, kind: str, limit: int) -> list[float]:
+        rows = self._conn().execute(
+            "SELECT job_seconds FROM assets INDEXED BY assets_finished WHERE kind = ? AND job_seconds IS NOT NULL "
+            "ORDER BY completed_at DESC LIMIT ?", (kind, limit)).fetchall()
+        return [float(row[0]) for row in rows]
 
     def get_setting(self, name: str) -> str | None:
         row = self._conn().execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
@@ -490,8 +563,8 @@ class SqliteLedger:
 
     def poll_now(self, job_id: str, now: float) -> bool:
         with self._write() as conn:
-            return conn.execute("UPDATE assets SET next_attempt_at = ? WHERE job_id = ? AND state = ?",
-                                (now, job_id, S.SUBMITTED)).rowcount > 0
+            return conn.execute(f"UPDATE assets SET next_attempt_at = ? WHERE job_id = ? AND state IN ({_marks(AT_DEEPVA)})",
+                                (now, job_id, *AT_DEEPVA)).rowcount > 0
 
     def retry_now(self, states: Sequence[State], now: float) -> int:
         with self._write() as conn:

@@ -36,8 +36,9 @@ _NTSC_RATES = tuple(Fraction(rate * 1000, 1001) for rate in (15, 24, 30, 48, 60,
 _NTSC_TOLERANCE = Fraction(1, 500)
 
 
-def probe(path: Path, mime: str, kind: MediaKind) -> MediaFacts:
+def probe(path: Path, mime: str, kind: MediaKind, *, pass_fds: tuple[int, ...] = ()) -> MediaFacts:
     """Facts of a file that sniffing accepted as ``mime``/``kind``; unknown values are None, nothing is raised.
+    ``pass_fds``: descriptors ffprobe must inherit when ``path`` names an open descriptor (``/proc/self/fd/N``).
 
     mediainfo answers first; ffprobe is asked only when mediainfo found no picture (no width), which is what happens
     with a damaged or unusual file. When neither reads it, the facts carry only ``kind`` and ``mime``.
@@ -52,7 +53,7 @@ def probe(path: Path, mime: str, kind: MediaKind) -> MediaFacts:
     facts = probe_with_mediainfo(path, mime, kind)
     if facts is not None and facts.width is not None:
         return facts
-    fallback = probe_with_ffprobe(path, mime, kind)
+    fallback = probe_with_ffprobe(path, mime, kind, pass_fds=pass_fds)
     if fallback is not None and fallback.width is not None:
         return fallback
     return facts or fallback or unknown
@@ -125,7 +126,7 @@ def probe_with_mediainfo(path: Path, mime: str, kind: MediaKind) -> MediaFacts |
     )
 
 
-def probe_with_ffprobe(path: Path, mime: str, kind: MediaKind) -> MediaFacts | None:
+def probe_with_ffprobe(path: Path, mime: str, kind: MediaKind, *, pass_fds: tuple[int, ...] = ()) -> MediaFacts | None:
     """Facts as ffprobe reads them, or None when ffprobe is not on PATH, fails, or times out."""
     executable = shutil.which("ffprobe")
     if executable is None:
@@ -137,7 +138,8 @@ def probe_with_ffprobe(path: Path, mime: str, kind: MediaKind) -> MediaFacts | N
     ]
     try:
         completed = subprocess.run(
-            command, capture_output=True, timeout=FFPROBE_TIMEOUT_SECONDS, check=False, stdin=subprocess.DEVNULL
+            command, capture_output=True, timeout=FFPROBE_TIMEOUT_SECONDS, check=False, stdin=subprocess.DEVNULL,
+            pass_fds=pass_fds,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

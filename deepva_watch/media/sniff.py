@@ -88,12 +88,18 @@ def sniff(path: Path) -> Sniffed | Unsupported:
         return Unsupported(_not_a_regular_file(mode))
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     descriptor = os.open(path, flags)
-    with open(descriptor, "rb", closefd=True) as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            return Unsupported(_not_a_regular_file(mode))
-        head = _read_head(handle.fileno())
-    return sniff_bytes(head)
+    try:
+        return sniff_descriptor(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sniff_descriptor(descriptor: int) -> Sniffed | Unsupported:
+    """Sniff an open file by its head (read with ``pread``: the descriptor's position is left alone)."""
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        return Unsupported(_not_a_regular_file(mode))
+    return sniff_bytes(_read_head(descriptor))
 
 
 def sniff_bytes(head: bytes) -> Sniffed | Unsupported:
@@ -129,13 +135,13 @@ def sniff_bytes(head: bytes) -> Sniffed | Unsupported:
 def _read_head(descriptor: int) -> bytes:
     """Read up to HEAD_BYTES; a short ``read`` is not the end of a regular file, so keep going until EOF."""
     chunks: list[bytes] = []
-    remaining = HEAD_BYTES
-    while remaining > 0:
-        chunk = os.read(descriptor, remaining)
+    offset = 0
+    while offset < HEAD_BYTES:
+        chunk = os.pread(descriptor, HEAD_BYTES - offset, offset)
         if not chunk:
             break
         chunks.append(chunk)
-        remaining -= len(chunk)
+        offset += len(chunk)
     return b"".join(chunks)
 
 

@@ -41,6 +41,9 @@ class FolderState(Protocol):
     @property
     def events_missed(self) -> int: ...
 
+    @property
+    def names_skipped(self) -> int: ...
+
 #: Statuses that mean "DeepVA is not working for us", as opposed to "this one request was wrong" (400, 404, 409 ...):
 #: no answer at all (None), server errors, a refused key, and rate limiting.
 API_DOWN_STATUSES = frozenset({401, 403, 429})
@@ -82,12 +85,14 @@ class Health:
         folder_statuses: Callable[[], Sequence[FolderState]],
         ledger_problem: Callable[[], str | None],
         api_paused: Callable[[], str | None] = lambda: None,
+        overdue: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_failure_seconds = api_failure_seconds
         self.folder_statuses = folder_statuses
         self.ledger_problem = ledger_problem
         self.api_paused = api_paused
+        self.overdue = overdue
         self.clock = clock
         self._lock = threading.Lock()
         self._failing_since: float | None = None
@@ -126,6 +131,13 @@ class Health:
                 reasons.append(f"folder {folder.folder} is paused: {folder.reason or 'no reason given'}")
             elif folder.warning:
                 warnings.append(f"folder {folder.folder}: {folder.warning}")
+        problem = self.ledger_problem()
+        if problem:
+            reasons.append(f"ledger not writable: {problem}")
+        else:  # the ledger answers: ask it about jobs that take too long
+            overdue = self.overdue()
+            if overdue:
+                warnings.append(overdue)
         paused = self.api_paused()
         if paused:
             reasons.append(f"all DeepVA work is paused: {paused}")
@@ -134,9 +146,6 @@ class Health:
             status = self._last_failure_status
             last = "no answer" if status is None else f"HTTP {status}"
             reasons.append(f"every DeepVA API call has failed for {failing_for:.0f} s (last: {last})")
-        problem = self.ledger_problem()
-        if problem:
-            reasons.append(f"ledger not writable: {problem}")
         return HealthReport(not reasons, tuple(reasons), tuple(warnings))
 
 

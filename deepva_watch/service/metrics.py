@@ -1,4 +1,4 @@
-"""Prometheus metrics and /healthz on one small HTTP endpoint (``metrics.listen``).
+"""The daemon's Prometheus metrics (served with /healthz on ``metrics.listen``, see :mod:`.web`).
 
 The metrics live in their own ``CollectorRegistry``, not prometheus-client's global one, so several daemons in one
 test process never share counters. What the ledger already knows (assets by folder and state, the backlog) is read
@@ -8,23 +8,18 @@ only events the ledger does not keep (bytes sent, API calls, job durations) are 
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
+import math
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterator, Mapping, Sequence
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from deepva_watch import __version__
 from deepva_watch.states import FINAL
-from deepva_watch.config import host_port
-from deepva_watch.service.health import FolderState, Health
+from deepva_watch.service.health import FolderState
 
 log = structlog.get_logger("deepva_watch.metrics")
 
@@ -79,6 +74,10 @@ class _LedgerCollector(Collector):
             "deepva_watch_events_missed", "Files a periodic reconcile found that no file-system event announced.",
             labels=["folder"],
         )
+        unnamed = GaugeMetricFamily(
+            "deepva_watch_names_skipped", "Files a folder's last scan skipped because their names are not UTF-8.",
+            labels=["folder"],
+        )
         now = self.clock()
         for status in statuses:
             if status.last_scan_at is not None:
@@ -86,10 +85,12 @@ class _LedgerCollector(Collector):
             paused.add_metric([status.folder], 1 if status.paused else 0)
             degraded.add_metric([status.folder], 1 if status.warning else 0)
             missed.add_metric([status.folder], status.events_missed)
+            unnamed.add_metric([status.folder], status.names_skipped)
         yield age
         yield paused
         yield degraded
         yield missed
+        yield unnamed
 
 
 class Metrics:
@@ -101,6 +102,7 @@ class Metrics:
         ledger_counts: Callable[[], Mapping[tuple[str, str], int]],
         folder_statuses: Callable[[], Sequence[FolderState]],
         clock: Callable[[], float] = time.time,
+        overdue_jobs: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         Info("deepva_watch_build", "Version of deepva-watch.", registry=self.registry).info({"version": __version__})
@@ -119,6 +121,8 @@ class Metrics:
             "deepva_watch_job_duration_seconds", "From job creation to its final state, by that state.",
             ["state"], buckets=JOB_DURATION_BUCKETS, registry=self.registry,
         )
+        Gauge("deepva_watch_jobs_overdue", "DeepVA jobs running longer than overdue_job_seconds.",
+              registry=self.registry).set_function(lambda: _count_or_nan(overdue_jobs))
         self.registry.register(_LedgerCollector(ledger_counts, folder_statuses, clock))
 
     def uploaded_bytes(self, count: int) -> None:
@@ -138,75 +142,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class MetricsServer:
-    """``GET /metrics`` (Prometheus text format) and ``GET /healthz`` (JSON; 200 healthy, 503 with reasons)."""
-
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Health) -> None:
-        """``port`` 0 lets the system pick one (tests); see :attr:`address`."""
-        self.metrics = metrics
-        self.health = health
-        handler = _handler(metrics, health)
-        server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), handler)
-        self._thread: threading.Thread | None = None
-
-    @classmethod
-    def from_listen(cls, listen: str, metrics: Metrics, health: Health) -> MetricsServer:
-        """From the validated ``metrics.listen`` setting (``host:port``, ``[::1]:port`` for IPv6)."""
-        return cls(*host_port(listen), metrics, health)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where it listens; with port 0 in ``listen`` this is the port the system picked."""
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> MetricsServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
-        log.info("metrics_listening", host=self.address[0], port=self.address[1])
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:  # shutdown() waits for serve_forever, which only runs once started
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-
-
-def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"deepva-watch/{__version__}"
-
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server dispatches to)
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._reply(HTTPStatus.OK, CONTENT_TYPE_LATEST, metrics.exposition())
-            elif path == "/healthz":
-                report = health.check()
-                status = HTTPStatus.OK if report.healthy else HTTPStatus.SERVICE_UNAVAILABLE
-                self._reply(status, "application/json", json.dumps(report.as_json()).encode() + b"\n")
-            else:
-                self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
-
-        def _reply(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
-            log.debug("metrics_request", request=format % args)
-
-    return Handler
+def _count_or_nan(count: Callable[[], int]) -> float:
+    """A count read from the ledger at scrape time; NaN (with a log line) when the ledger cannot answer."""
+    try:
+        return float(count())
+    except Exception as error:  # a scrape must not fail on it: the ledger's state is reported by health
+        log.warning("metrics_ledger_unreadable", error=repr(error)[:300])
+        return math.nan

@@ -150,7 +150,8 @@ def status_text(counts: Mapping[str, int]) -> str:
     waiting = sum(counts.get(state, 0) for state in (State.SETTLING, State.SETTLED, State.ACCEPTED, State.UPLOADED))
     working = sum(counts.get(state, 0) for state in (State.UPLOADING, State.SUBMITTING, State.PUBLISHING,
                                                       State.REPORTING))
-    at_deepva = counts.get(State.SUBMITTED, 0) + counts.get(State.COMPLETED, 0) + counts.get(State.JOB_FAILED, 0)
+    at_deepva = sum(counts.get(state, 0) for state in (State.SUBMITTED, State.OVERDUE, State.COMPLETED,
+                                                        State.JOB_FAILED))
     return (
         f"{waiting} waiting, {working} in progress, {at_deepva} at DeepVA, "
         f"{counts.get(State.PUBLISHED, 0)} published, {counts.get(State.FAILED, 0)} failed"

@@ -6,25 +6,27 @@ For each media file we write up to two sidecars, each replaced atomically:
 * an XMP sidecar (``{name}.xmp`` or ``{stem}.xmp``) — keywords, people, face regions and video markers, merged into any
   sidecar a person or another tool already keeps there.
 
-This package is the only place that knows XML. See ``xmp`` for what a re-run replaces and ``claim`` for how two media
-files sharing a stem are kept apart.
+This package is the only place that knows XML. See ``xmp`` for what a re-run replaces, ``claim`` for how two media
+files sharing a stem are kept apart and what is done with a file at a sidecar's name that is not one, and ``folders``
+for how every write stays inside the watched tree (or ``output_dir``) when a folder is swapped for a link.
 """
 
 from __future__ import annotations
 
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from deepva_watch.deepva.models import Job, Segment
-from deepva_watch.fsutil import atomic_write, fsync_folder
+from deepva_watch.fsutil import NotARegularFile, atomic_write_at, fsync_dir
 from deepva_watch.media import MediaFacts, MediaKind
 from deepva_watch.sidecars.claim import claim_xmp
 from deepva_watch.sidecars.collect import ResultCollector
-from deepva_watch.sidecars.embedded import read_embedded_keywords
+from deepva_watch.sidecars.embedded import read_embedded_keywords_at
+from deepva_watch.sidecars.folders import OpenFolder, SidecarPlace, sidecar_place
 from deepva_watch.sidecars.json_sidecar import SCHEMA_VERSION, job_json, load_schema, summary_json, write_json_sidecar
 from deepva_watch.sidecars.keywords import KeywordFields
 from deepva_watch.sidecars.model import Provenance, SidecarSettings, WrittenSidecars
@@ -32,7 +34,6 @@ from deepva_watch.sidecars.naming import (
     UnsafeSidecarPath,
     is_sidecar_name,
     relative_to_root,
-    sidecar_folder,
     sidecar_paths,
     xmp_form,
 )
@@ -101,83 +102,90 @@ def publish_results(
 ) -> WrittenSidecars:
     """Write the sidecars for a completed job. ``segments`` is read exactly once, as it streams.
 
-    Raises OSError when a file cannot be written (the old sidecars are then untouched) and
-    :class:`UnsafeSidecarPath` when ``media_path`` is not inside ``watch_root``.
+    Raises OSError when a file cannot be written (the old sidecars are then untouched), and
+    :class:`UnsafeSidecarPath` when ``media_path`` is not inside ``watch_root``, when a folder between the root (or
+    ``output_dir``) and the sidecars is a symbolic link or no folder, or when a sidecar's name holds something other
+    than a regular file (see ``claim``): nothing is written through a link or in place of such a file. The JSON
+    sidecar is written first; when the XMP is refused afterwards, the JSON stays.
     """
     media_path = Path(media_path)
-    xmp_planned, json_path = sidecar_paths(media_path, watch_root=watch_root, settings=settings, kind=media.kind)
+    _, json_path = sidecar_paths(media_path, watch_root=watch_root, settings=settings, kind=media.kind)
     collector = ResultCollector(is_video=media.kind == "video", rate=media.frame_rate)
     for item in job.labels():
         collector.add_summary_item(item)
+    if not (settings.json or settings.xmp):
+        return WrittenSidecars(xmp=None, json=None)
 
-    written_json: Path | None = None
-    if settings.json:
-        _ensure_folder(json_path.parent, media_path)
-        asset_path = relative_to_root(media_path, watch_root).as_posix()
-        job_fields = job_json(job, job_id=provenance.job_id)
-        summary = summary_json(job)
-        feed = collector.add_segment if settings.xmp else None
+    with sidecar_place(media_path, watch_root=watch_root, settings=settings) as place:
+        folder = place.sidecars
+        written_json: Path | None = None
+        if settings.json:
+            asset_path = relative_to_root(media_path, watch_root).as_posix()
+            job_fields = job_json(job, job_id=provenance.job_id)
+            summary = summary_json(job)
+            feed = collector.add_segment if settings.xmp else None
 
-        def write_json(stream: IO[bytes]) -> None:
-            write_json_sidecar(stream, asset_path=asset_path, asset_name=media_path.name, job=job_fields,
-                               summary=summary, segments=segments, media=media, provenance=provenance,
-                               on_segment=feed)
+            def write_json(stream: IO[bytes]) -> None:
+                write_json_sidecar(stream, asset_path=asset_path, asset_name=media_path.name, job=job_fields,
+                                   summary=summary, segments=segments, media=media, provenance=provenance,
+                                   on_segment=feed)
 
-        atomic_write(json_path, write_json, sync_folder=False)  # synced below, once for both sidecars
-        written_json = json_path
-    elif settings.xmp:
-        for segment in segments:
-            collector.add_segment(segment)
+            _write(folder, json_path.name, write_json)
+            written_json = folder.path_of(json_path.name)
+        elif settings.xmp:
+            for segment in segments:
+                collector.add_segment(segment)
 
-    if not settings.xmp:
-        if written_json is not None:
-            fsync_folder(written_json.parent)
-        return WrittenSidecars(xmp=None, json=written_json)
+        if not settings.xmp:
+            fsync_dir(folder.fd)
+            return WrittenSidecars(xmp=None, json=written_json)
 
-    _ensure_folder(xmp_planned.parent, media_path)
-    collected = collector.finish()
-    notes = list(collected.notes)
-    with XMP_CLAIMS.holding(xmp_planned.parent, media_path.name):
-        stem_form = xmp_form(settings.naming, media.kind) == "stem"
-        claim = claim_xmp(media_path, folder=xmp_planned.parent, stem_form=stem_form)
-        notes.extend(claim.notes)
-        embedded = None
-        if claim.existing is None and media.kind == "image":
-            embedded = _embedded_keywords(media_path, notes)
-        content = XmpContent(
-            collected=collected,
-            media=media,
-            provenance=provenance,
-            source_name=media_path.name,
-            sidecar_for_extension=claim.sidecar_for_extension,
-            tags_list=settings.digikam_tags_list,
-            embedded=embedded,
-        )
-        data = render_xmp(claim.existing, content, toolkit=f"deepva-watch {provenance.daemon_version}")
+        collected = collector.finish()
+        notes = list(collected.notes)
+        with XMP_CLAIMS.holding(folder.path, media_path.name):
+            stem_form = xmp_form(settings.naming, media.kind) == "stem"
+            claim = claim_xmp(place, media_path.name, stem_form=stem_form)
+            notes.extend(claim.notes)
+            embedded = None
+            if claim.existing is None and media.kind == "image":
+                embedded = _embedded_keywords(place, media_path.name, notes)
+            content = XmpContent(
+                collected=collected,
+                media=media,
+                provenance=provenance,
+                source_name=media_path.name,
+                sidecar_for_extension=claim.sidecar_for_extension,
+                tags_list=settings.digikam_tags_list,
+                embedded=embedded,
+            )
+            data = render_xmp(claim.existing, content, toolkit=f"deepva-watch {provenance.daemon_version}")
 
-        def write_xmp(stream: IO[bytes]) -> None:
-            stream.write(data)
+            def write_xmp(stream: IO[bytes]) -> None:
+                stream.write(data)
 
-        atomic_write(claim.path, write_xmp, sync_folder=False)
-    for folder in {claim.path.parent, *([written_json.parent] if written_json is not None else [])}:
-        fsync_folder(folder)
-    return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(notes))
+            _write(folder, claim.name, write_xmp)
+        fsync_dir(folder.fd)  # once for both sidecars
+        return WrittenSidecars(xmp=claim.path, json=written_json, notes=tuple(notes))
 
 
-def _embedded_keywords(media_path: Path, notes: list[str]) -> KeywordFields | None:
+def _write(folder: OpenFolder, name: str, write: Callable[[BinaryIO], None]) -> None:
+    """Replace ``name`` in ``folder``, leaving the folder's sync to the caller; a name that holds anything but a
+    regular file (a FIFO, a device, a link) is left alone."""
+    try:
+        atomic_write_at(folder.fd, name, write, sync_folder=False)
+    except NotARegularFile as error:
+        raise UnsafeSidecarPath(f"{folder.path_of(name)} is {error.kind}, not a regular file: it is left alone and "
+                                "nothing is written in its place") from error
+
+
+def _embedded_keywords(place: SidecarPlace, media_name: str, notes: list[str]) -> KeywordFields | None:
     """The file's own keywords for a new sidecar; a file we cannot read them from costs a note, never the sidecar."""
     try:
-        return read_embedded_keywords(media_path)
+        return read_embedded_keywords_at(place.media_folder().fd, media_name)
     except Exception as error:  # Pillow and the XML parser raise many kinds of error for a damaged file
-        notes.append(f"could not read the keywords embedded in {media_path.name} ({type(error).__name__}: {error}); "
+        notes.append(f"could not read the keywords embedded in {media_name} ({type(error).__name__}: {error}); "
                      "the new sidecar holds only ours")
         return None
-
-
-def _ensure_folder(folder: Path, media_path: Path) -> None:
-    """Sidecars next to the media need no folder made; under ``output_dir`` the mirrored folder may not exist yet."""
-    if folder != media_path.parent:
-        folder.mkdir(parents=True, exist_ok=True)
 
 
 def publish_failure(
@@ -192,15 +200,13 @@ def publish_failure(
 ) -> WrittenSidecars:
     """Record a failed or stopped job in the JSON sidecar, so that people looking at the folder see why.
 
-    Never writes or touches an XMP sidecar: a failure has no keywords to add, and an earlier good result stays.
+    Never writes or touches an XMP sidecar: a failure has no keywords to add, and an earlier good result stays. Every
+    registered secret is cut out of the job's and the given errors. Raises as :func:`publish_results` does.
     """
     media_path = Path(media_path)
     if not settings.json:
         return WrittenSidecars(xmp=None, json=None, notes=("JSON sidecars are switched off: the failure is not written",))
-    folder = sidecar_folder(media_path, watch_root=watch_root, settings=settings)
     _, json_path = sidecar_paths(media_path, watch_root=watch_root, settings=settings, kind=_kind(media))
-    assert json_path.parent == folder
-    folder.mkdir(parents=True, exist_ok=True)
     state = job.state if job is not None and job.state in _FAILED_STATES else "failed"
     job_fields = job_json(job, job_id=provenance.job_id, state=state, extra_errors=errors)
     asset_path = relative_to_root(media_path, watch_root).as_posix()
@@ -209,8 +215,10 @@ def publish_failure(
         write_json_sidecar(stream, asset_path=asset_path, asset_name=media_path.name, job=job_fields,
                            summary=summary_json(job), segments=(), media=media, provenance=provenance)
 
-    atomic_write(json_path, write_json)
-    return WrittenSidecars(xmp=None, json=json_path)
+    with sidecar_place(media_path, watch_root=watch_root, settings=settings) as place:
+        _write(place.sidecars, json_path.name, write_json)
+        fsync_dir(place.sidecars.fd)
+        return WrittenSidecars(xmp=None, json=place.sidecars.path_of(json_path.name))
 
 
 def _kind(media: MediaFacts | None) -> MediaKind:

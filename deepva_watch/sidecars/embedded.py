@@ -21,6 +21,7 @@ _FORMATS = ("JPEG", "PNG")
 _IPTC_KEYWORDS = (2, 25)
 _IPTC_CHARSET = (1, 90)
 _IPTC_UTF8 = b"\x1b%G"
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def read_embedded_keywords(path: Path) -> KeywordFields:
@@ -29,7 +30,15 @@ def read_embedded_keywords(path: Path) -> KeywordFields:
     Opened without blocking (a FIFO put in the file's place cannot hang the worker) and read only as far as Pillow's
     header parsing goes. Raises OSError, or what Pillow and the XML parser raise for a damaged file.
     """
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    return _read(os.open(path, _FLAGS))
+
+
+def read_embedded_keywords_at(dir_fd: int, name: str) -> KeywordFields:
+    """:func:`read_embedded_keywords` for the file ``name`` in the open folder ``dir_fd``, never through a link."""
+    return _read(os.open(name, _FLAGS | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd))
+
+
+def _read(descriptor: int) -> KeywordFields:
     with os.fdopen(descriptor, "rb") as stream:
         if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
             return KeywordFields()

@@ -14,6 +14,7 @@ from importlib import resources
 from typing import IO, Any
 
 from deepva_watch.deepva.models import Job, Segment
+from deepva_watch.log import scrub
 from deepva_watch.media import MediaFacts
 from deepva_watch.sidecars.model import Provenance
 from deepva_watch.sidecars.text import json_safe
@@ -73,12 +74,14 @@ def write_json_sidecar(
 
 
 def job_json(job: Job | None, *, job_id: str, state: str | None = None, extra_errors: Iterable[str] = ()) -> dict[str, Any]:
+    """The ``job`` object. Its errors are the server's own text (a server may echo the key it was sent) and ours: every
+    registered secret is cut out of them here, so that no caller can forget it."""
     errors = [*(job.errors if job else ()), *extra_errors]
     return {
         "id": job.id if job else job_id,
         "state": state or (job.state if job else "failed"),
         "modules": json_safe(job.modules) if job else {},
-        "errors": [str(error) for error in errors],
+        "errors": [scrub(str(error)) for error in errors],
         "time_created": iso_utc(job.time_created) if job else None,
         "time_started": iso_utc(job.time_started) if job else None,
         "time_completed": iso_utc(job.time_completed) if job else None,

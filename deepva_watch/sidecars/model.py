@@ -21,6 +21,8 @@ class SidecarSettings:
     shares the daemon may only read.
     ``digikam_tags_list``: also write ``digiKam:TagsList`` into XMP sidecars that have none. Where one exists, the
     media file embeds one or a keyword holds a ``/``, it is written anyway (see ``keywords``).
+    ``follow_links``: folders below the watched root may be symbolic links (the folder is watched with
+    ``follow_symlinks``); otherwise a link on the way refuses the write. The ``output_dir`` tree never follows one.
     """
 
     xmp: bool = True
@@ -28,6 +30,7 @@ class SidecarSettings:
     naming: Naming = "auto"
     output_dir: Path | None = None
     digikam_tags_list: bool = False
+    follow_links: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 from deepva_watch.media import MediaFacts
 from deepva_watch.sidecars.collect import Collected, Marker, Region
@@ -105,9 +104,10 @@ class ExistingSidecar:
         return (text_of(found[0]) or None) if found else None
 
 
-def read_sidecar(path: Path) -> ExistingSidecar:
-    """Raises :class:`NotAnXmpPacket` for a file that is not XML with an rdf:RDF inside, OSError when unreadable."""
-    return ExistingSidecar(read_properties(path.read_bytes()))
+def parse_sidecar(data: bytes) -> ExistingSidecar:
+    """Raises :class:`NotAnXmpPacket` for bytes that are not XML with an rdf:RDF inside (see ``claim`` for how a
+    sidecar on disk is read)."""
+    return ExistingSidecar(read_properties(data))
 
 
 @dataclass(frozen=True)

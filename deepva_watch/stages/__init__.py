@@ -14,7 +14,7 @@ from deepva_watch.stages.settle import settle
 from deepva_watch.stages.sniff import sniff_asset
 from deepva_watch.stages.submit import active_jobs, create_job
 from deepva_watch.stages.upload import upload, upload_window
-from deepva_watch.states import State
+from deepva_watch.states import AT_DEEPVA, State
 
 #: Writing sidecars waits on fsync far more than it computes: several workers overlap those waits.
 PUBLISH_WORKERS = 3
@@ -28,8 +28,8 @@ STAGES: tuple[AnyStage, ...] = (
           workers=lambda config: config.max_uploads, batch=8, claim_bytes=UPLOAD_CLAIM_BYTES,
           admission=Admission(room=upload_window, needs_api=True, freed_by=(State.SUBMITTED,))),
     Stage("submit", (State.UPLOADED,), create_job, services_only, working=State.SUBMITTING, batch=8,
-          admission=Admission(quota=active_jobs, needs_api=True, freed_by=(State.COMPLETED, State.JOB_FAILED))),
-    Stage("track", (State.SUBMITTED,), track.track, track.begin, batch=track.BATCH,
+          admission=Admission(quota=active_jobs, needs_api=True, freed_by=(State.COMPLETED, State.JOB_FAILED, State.OVERDUE))),
+    Stage("track", AT_DEEPVA, track.track, track.begin, batch=track.BATCH, together=track.TOGETHER_SECONDS,
           admission=Admission(room=track.room, rest=track.rest, needs_api=True)),
     Stage("publish", (State.COMPLETED,), publish, services_only, working=State.PUBLISHING,
           workers=lambda config: PUBLISH_WORKERS, batch=4, admission=Admission(needs_api=True)),

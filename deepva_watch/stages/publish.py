@@ -8,7 +8,6 @@ the tracker left it; a detailed-results page per hundred segments is all that is
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 import structlog
@@ -16,10 +15,11 @@ import structlog
 from deepva_watch import __version__
 from deepva_watch.config import FolderConfig
 from deepva_watch.deepva import DeepVAError, Job
-from deepva_watch.flow import Advance, Changed, Fail, Outcome, Services, gone
-from deepva_watch.flow.policy import outcome_for
+from deepva_watch.flow import Advance, Fail, Outcome, Services, gone
+from deepva_watch.flow.policy import changed_outcome, outcome_for
 from deepva_watch.ledger import Asset
 from deepva_watch.media import MediaKind
+from deepva_watch.media.files import Identity, VersionChanged, descriptor_path, open_version
 from deepva_watch.media.probe import probe
 from deepva_watch.sidecars import (
     Provenance,
@@ -39,7 +39,7 @@ DETAILED_PAGE_SIZE = 100
 def sidecar_settings(folder: FolderConfig) -> SidecarSettings:
     sidecars = folder.sidecars
     return SidecarSettings(xmp=sidecars.xmp, json=sidecars.json, naming=sidecars.naming, output_dir=sidecars.output_dir,
-                           digikam_tags_list=sidecars.digikam_tags_list)
+                           digikam_tags_list=sidecars.digikam_tags_list, follow_links=folder.follow_symlinks)
 
 
 def publish(services: Services, asset: Asset) -> Outcome:
@@ -64,11 +64,14 @@ def report(services: Services, asset: Asset) -> Outcome:
 
 
 def _write(services: Services, asset: Asset, *, completed: bool) -> Outcome | WrittenSidecars:
+    folder = services.folder(asset)
+    identity = Identity(asset.device, asset.inode) if asset.device is not None and asset.inode is not None else None
     try:
-        info = os.stat(asset.path, follow_symlinks=False)
-        if (info.st_size, info.st_mtime_ns) != (asset.size, asset.mtime_ns):
-            return Changed(info.st_size, info.st_mtime_ns, "the file changed while DeepVA worked on it")
-        written = write_sidecars(services, asset, completed=completed)
+        with open_version(folder.path.absolute(), asset.relpath, follow_symlinks=folder.follow_symlinks,
+                          size=asset.size, mtime_ns=asset.mtime_ns, identity=identity) as descriptor:
+            written = write_sidecars(services, asset, completed=completed, descriptor=descriptor)
+    except VersionChanged as changed:
+        return changed_outcome(changed, "the file changed while DeepVA worked on it")
     except FileNotFoundError:
         return gone("the file disappeared before its results were written")
     except (DeepVAError, OSError) as error:
@@ -80,11 +83,12 @@ def _write(services: Services, asset: Asset, *, completed: bool) -> Outcome | Wr
     return written
 
 
-def write_sidecars(services: Services, asset: Asset, *, completed: bool) -> WrittenSidecars:
+def write_sidecars(services: Services, asset: Asset, *, completed: bool, descriptor: int) -> WrittenSidecars:
+    """The sidecars of the version open at ``descriptor`` (probed through it, so no other file can stand in)."""
     folder = services.folder(asset)
     job = Job.loads(asset.job_snapshot) if asset.job_snapshot else services.client.get_job(asset.job_id or "")
     kind: MediaKind = "image" if asset.kind == "image" else "video"
-    media = probe(asset.path, asset.mime or "", kind)
+    media = probe(descriptor_path(descriptor), asset.mime or "", kind, pass_fds=(descriptor,))
     root, settings, provenance = folder.path.absolute(), sidecar_settings(folder), _provenance(services, asset)
     if completed:
         segments = services.client.iter_detailed_results(job.id, page_size=DETAILED_PAGE_SIZE)

@@ -16,7 +16,7 @@ from deepva_watch.flow import Advance, Fail, Outcome, Retry, Services
 from deepva_watch.flow.policy import outcome_for
 from deepva_watch.ledger import Asset, Quota
 from deepva_watch.sources import SourceMappingError, job_source
-from deepva_watch.stages.track import first_look
+from deepva_watch.stages.track import expected_seconds, first_look
 from deepva_watch.states import State
 
 log = structlog.get_logger("deepva_watch.submit")
@@ -35,7 +35,7 @@ def create_job(services: Services, asset: Asset) -> Outcome:
             if existing:
                 job = min(existing, key=lambda found: (found.time_created is None, found.time_created, found.id))
                 log.info("job_found_by_tag", job_id=job.id, jobs_with_tag=len(existing))
-                return submitted(services, job)
+                return submitted(services, job, expected_seconds(services.ledger, asset.kind))
         source = job_source(folder, asset.path, asset.storage_url)
         job = services.client.create_job(
             [source], dict(folder.modules), tag=asset.asset_id,
@@ -48,12 +48,12 @@ def create_job(services: Services, asset: Asset) -> Outcome:
         if may_have_been_applied(error) and isinstance(outcome, Retry):
             return Retry(outcome.error, outcome.delay, outcome.counts, {"submit_attempted": 1})
         return outcome
-    return submitted(services, job)
+    return submitted(services, job, expected_seconds(services.ledger, asset.kind))
 
 
-def submitted(services: Services, job: Job) -> Advance:
+def submitted(services: Services, job: Job, expected: float | None) -> Advance:
     now = services.clock.now()
     return Advance(State.SUBMITTED, {
         "job_id": job.id, "job_state": job.state, "job_progress": job.progress, "submitted_at": now,
-        "submit_attempted": 1, "next_attempt_at": first_look(services.config, now),
+        "submit_attempted": 1, "next_attempt_at": first_look(services.config, now, expected),
     })

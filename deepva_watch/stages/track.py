@@ -1,15 +1,18 @@
-"""TRACK: follow submitted jobs until DeepVA says each is completed, failed or stopped — with few requests.
+"""TRACK: follow submitted jobs until DeepVA says each is completed, failed or stopped — soon, and with few requests.
 
-"To avoid spamming the /jobs endpoint", as the API documentation puts it: the jobs due in a batch are answered by
-pages of ``GET /jobs/`` (:func:`begin`), and only jobs not found there are asked for one by one. Each job's next look
-is scheduled from its progress, on a grid of the poll interval so that jobs fall due together, and a budget caps the
-requests per minute across all jobs. States DeepVA does not document are logged and polled on. A job DeepVA no longer
-knows sends the file back to be submitted again rather than losing it.
+While files wait for a slot under ``max_active_jobs``, every second a finished job goes unnoticed is a second of the
+quota unused. So each job's next look is when it is likely done: from its progress and the time it has run, or, before
+it shows progress, from what DeepVA took for the last jobs of its kind; never sooner than the request budget allows.
+When any job is due, all submitted jobs are looked at together: "to avoid spamming the /jobs endpoint", as the API
+documentation puts it, pages of ``GET /jobs/`` answer for all of them (:func:`begin`), and only jobs not found there
+are asked for one by one. States DeepVA does not document are logged and polled on. A job DeepVA no longer knows
+sends the file back to be submitted again rather than losing it. A job that runs for too long is reported, then gives
+its ``max_active_jobs`` slot to the next file (``overdue``) and is tracked on.
 """
 
 from __future__ import annotations
 
-import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,13 +22,13 @@ from deepva_watch.config import Config
 from deepva_watch.deepva import DeepVAError, Job, NotFound
 from deepva_watch.flow import Advance, Outcome, Services, Wait
 from deepva_watch.flow.policy import outcome_for
-from deepva_watch.ledger import Asset, dumps_errors
+from deepva_watch.ledger import Asset, Ledger, dumps_errors
 from deepva_watch.states import State, after_job, without_job
 
 log = structlog.get_logger("deepva_watch.track")
 
 LIST_PAGE_SIZE = 100
-#: Rows the tracker takes at once: one list page answers for all of them.
+#: Rows the tracker takes at once: one list page answers for a hundred.
 BATCH = 200
 #: With fewer jobs than this at DeepVA, asking for each is as cheap as listing.
 LIST_THRESHOLD = 2
@@ -34,14 +37,23 @@ MAX_POLL_INTERVAL_SECONDS = 120.0
 WEBHOOK_POLL_FACTOR = 6
 #: With retry_failed_jobs on, a file whose job fails is submitted again this many times before it is parked.
 FAILED_JOB_RETRIES = 2
+#: What the expectation for a kind of file is taken from: DeepVA's own time for the last jobs of that kind.
+RECENT_JOBS = 20
+#: Jobs expected to finish this close together are looked at together, with one request.
+TOGETHER_SECONDS = 0.15
+#: The first look at a new job before anything is known about how long jobs take.
+FIRST_LOOK_SECONDS = 1.0
+#: A look comes this long after the time a job is expected to be done, so that it finds it done.
+MARGIN_SECONDS = 0.02
 
 
 @dataclass
 class Batch:
-    """What a batch of due jobs shares: the jobs one or more list pages answered."""
+    """What a batch of due jobs shares: the jobs the list pages answered, and what jobs of each kind take."""
 
     services: Services
     listed: dict[str, Job] = field(default_factory=dict)
+    expected: dict[str, float | None] = field(default_factory=dict)
 
 
 def room(services: Services) -> int:
@@ -53,25 +65,30 @@ def rest(services: Services) -> float:
     return services.poll_budget.seconds_until_available()
 
 
+def expected_seconds(ledger: Ledger, kind: str | None) -> float | None:
+    """The median time DeepVA took for the last jobs of this kind of file; None before there were any."""
+    recent = ledger.recent_job_seconds(kind or "video", RECENT_JOBS)
+    return statistics.median(recent) if recent else None
+
+
 def begin(services: Services, assets: Sequence[Asset]) -> Batch:
-    """List pages instead of one request per job, for as long as the pages still hold due jobs."""
-    batch = Batch(services)
-    due = {asset.job_id for asset in assets if asset.job_id}
-    ours = services.ledger.job_ids_in(State.SUBMITTED)
-    if not due or len(ours) < LIST_THRESHOLD:
+    """List pages instead of one request per job, for as long as the pages still hold jobs of the batch."""
+    batch = Batch(services, expected={kind: expected_seconds(services.ledger, kind) for kind in ("image", "video")})
+    wanted = {asset.job_id for asset in assets if asset.job_id}
+    if len(wanted) < LIST_THRESHOLD:
         return batch
     offset = 0
-    for _ in range(len(ours) // LIST_PAGE_SIZE + 2):
+    for _ in range(len(wanted) // LIST_PAGE_SIZE + 2):
         if services.poll_budget.take() > 0:
             break
         try:
-            page = services.client.list_jobs(offset=offset, limit=LIST_PAGE_SIZE, only=due)
+            page = services.client.list_jobs(offset=offset, limit=LIST_PAGE_SIZE, only=wanted)
         except DeepVAError as error:  # the steps ask for each job themselves
             log.warning("job_list_failed", error=str(error))
             break
-        batch.listed.update((job.id, job) for job in page.jobs if job.id in due)
+        batch.listed.update((job.id, job) for job in page.jobs if job.id in wanted)
         offset += page.listed
-        if due <= batch.listed.keys() or not page.has_next or not page.listed:
+        if wanted <= batch.listed.keys() or not page.has_next or not page.listed:
             break
     return batch
 
@@ -95,42 +112,69 @@ def track(batch: Batch, asset: Asset) -> Outcome:
     if target is None:
         if job.status is None:
             log.warning("job_state_unknown", state=job.state, note="polling on")
-        return Wait(on_grid(services.config, now + next_interval(services.config, asset, job, now)), progress)
+        expected = batch.expected.get(asset.kind or "video")
+        look = next_look(services.config, asset, job, now, expected)
+        return overdue(services.config, asset, now, progress) or Wait(look, progress)
     services.telemetry.job_finished(now - (asset.submitted_at or now), job.state)
+    finished = {**progress, "completed_at": now, "job_snapshot": job.dumps(), "job_seconds": job_seconds(job, asset, now)}
     if target == State.COMPLETED:
-        return Advance(State.COMPLETED, {**progress, "completed_at": now, "job_snapshot": job.dumps()})
+        return Advance(State.COMPLETED, finished)
     errors = list(job.errors) or [f"DeepVA reported the job as {job.state}"]
     failures = asset.job_failures + 1
     if services.config.retry_failed_jobs and failures <= FAILED_JOB_RETRIES:
         log.warning("job_failed_retrying", errors=errors, failures=failures)
         return Advance(State.UPLOADED, {**without_job(), "job_failures": failures, "last_error": "; ".join(errors)})
-    return Advance(State.JOB_FAILED, {**progress, "completed_at": now, "job_errors": dumps_errors(errors),
-                                      "job_failures": failures, "job_snapshot": job.dumps()})
+    return Advance(State.JOB_FAILED, {**finished, "job_errors": dumps_errors(errors), "job_failures": failures})
 
 
-def base_interval(config: Config) -> float:
-    """The first wait after submission, and the shortest between looks."""
+def overdue(config: Config, asset: Asset, now: float, progress: dict[str, object]) -> Outcome | None:
+    """Past ``overdue_job_seconds`` the job is reported once; past ``overdue_job_release_seconds`` its slot is
+    released (the row goes ``overdue``, tracked on). None while neither limit is newly passed."""
+    submitted = asset.submitted_at or now
+    if asset.state == State.SUBMITTED and now - submitted >= config.overdue_job_release_seconds:
+        log.warning("job_overdue_slot_released", hours=round((now - submitted) / 3600, 1),
+                    note="the next file may start; this job is still tracked")
+        return Advance(State.OVERDUE, progress)
+    if asset.updated_at < submitted + config.overdue_job_seconds <= now:
+        log.warning("job_overdue", hours=round((now - submitted) / 3600, 1), job_id=asset.job_id,
+                    note="DeepVA has not finished it; health is amber until it does")
+    return None
+
+
+def job_seconds(job: Job, asset: Asset, now: float) -> float:
+    """DeepVA's own time for the job: its duration, else its timestamps, else what we saw."""
+    if job.duration:
+        return job.duration
+    if job.time_created is not None and job.time_completed is not None:
+        return max(0.0, (job.time_completed - job.time_created).total_seconds())
+    return max(0.0, now - (asset.submitted_at or now))
+
+
+def shortest_gap(config: Config) -> float:
+    """Looks at one job come no closer together than this (the request budget bounds all looks together)."""
+    gap = 0.1
+    return max(gap, config.poll_interval_seconds) * WEBHOOK_POLL_FACTOR if config.webhook.listen else gap
+
+
+def first_look(config: Config, submitted_at: float, expected: float | None) -> float:
+    """The first look at a new job: when jobs of its kind took lately, else soon (its progress tells the rest)."""
+    wait = expected + MARGIN_SECONDS if expected is not None else min(FIRST_LOOK_SECONDS, config.poll_interval_seconds)
     if config.webhook.listen:  # DeepVA calls us when it is done; polling is only the guarantee
-        return config.poll_interval_seconds * WEBHOOK_POLL_FACTOR
-    return config.poll_interval_seconds
+        wait = max(wait, config.poll_interval_seconds) * WEBHOOK_POLL_FACTOR
+    return submitted_at + max(shortest_gap(config), wait)
 
 
-def first_look(config: Config, submitted_at: float) -> float:
-    return on_grid(config, submitted_at + base_interval(config))
-
-
-def next_interval(config: Config, asset: Asset, job: Job, now: float) -> float:
-    """Quick at first; then from the job's own pace: about half of its estimated remaining time, within bounds."""
-    base = base_interval(config)
+def next_look(config: Config, asset: Asset, job: Job, now: float, expected: float | None) -> float:
+    """When the running job is likely done: about its remaining time by its progress, else by what jobs of its kind
+    took; a job that runs longer than expected is looked at less often as it drags on, within bounds."""
     age = max(0.0, now - (asset.submitted_at or now))
-    if job.progress >= 0.02 and age > 0:
-        remaining = age * (1 - job.progress) / job.progress
-        return min(MAX_POLL_INTERVAL_SECONDS, max(base, remaining / 2))
-    return min(MAX_POLL_INTERVAL_SECONDS / 2, base * (1 + age / 60))
-
-
-def on_grid(config: Config, moment: float) -> float:
-    """Round a poll time up to the next multiple of the base interval, so that jobs fall due together and one list
-    request serves all of them."""
-    step = base_interval(config)
-    return math.ceil(moment / step) * step if step > 0 else moment
+    ran = job.duration if job.duration else age
+    if job.progress >= 0.02 and ran > 0:
+        remaining = ran * (1 - job.progress) / job.progress + MARGIN_SECONDS
+    elif expected is not None and expected + MARGIN_SECONDS > age:
+        remaining = expected + MARGIN_SECONDS - age
+    else:
+        remaining = config.poll_interval_seconds * (1 + age / 60)
+    if config.webhook.listen:
+        remaining = max(remaining, config.poll_interval_seconds) * WEBHOOK_POLL_FACTOR
+    return now + min(MAX_POLL_INTERVAL_SECONDS, max(shortest_gap(config), remaining))

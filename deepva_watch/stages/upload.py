@@ -13,8 +13,9 @@ import structlog
 
 from deepva_watch.deepva import DeepVAError, SourceChanged
 from deepva_watch.flow import Advance, Changed, Outcome, Retry, Services
-from deepva_watch.flow.policy import outcome_for
+from deepva_watch.flow.policy import changed_outcome, outcome_for
 from deepva_watch.ledger import Asset
+from deepva_watch.media.files import Identity, VersionChanged, open_version
 from deepva_watch.sources import source_for
 from deepva_watch.states import State
 
@@ -36,17 +37,20 @@ def upload_window(services: Services) -> int:
 
 def upload(services: Services, asset: Asset) -> Outcome:
     folder = services.folder(asset)
+    identity = Identity(asset.device, asset.inode) if asset.device is not None and asset.inode is not None else None
     try:
-        info = os.stat(asset.path, follow_symlinks=False)
-        if (info.st_size, info.st_mtime_ns) != (asset.size, asset.mtime_ns):
-            return Changed(info.st_size, info.st_mtime_ns, "the file changed before upload")
-        if not source_for(folder).uploads:
-            return Advance(State.UPLOADED, {"storage_url": None, "storage_id": None})
-        if asset.upload_attempted:
-            _remove_leftovers(services, folder.storage_folder, storage_name(asset))
-        with services.transfers.start(asset.asset_id, asset.folder, asset.relpath, asset.size) as transfer:
-            stored = services.client.upload(asset.path, folder=folder.storage_folder, filename=storage_name(asset),
-                                            throttle=services.upload_throttle, on_progress=transfer.sent)
+        with open_version(folder.path.absolute(), asset.relpath, follow_symlinks=folder.follow_symlinks,
+                          size=asset.size, mtime_ns=asset.mtime_ns, identity=identity) as descriptor:
+            if not source_for(folder).uploads:
+                return Advance(State.UPLOADED, {"storage_url": None, "storage_id": None})
+            if asset.upload_attempted:
+                _remove_leftovers(services, folder.storage_folder, storage_name(asset))
+            with services.transfers.start(asset.asset_id, asset.folder, asset.relpath, asset.size) as transfer, \
+                    open(descriptor, "rb", buffering=0, closefd=False) as handle:
+                stored = services.client.upload(handle, folder=folder.storage_folder, filename=storage_name(asset),
+                                                throttle=services.upload_throttle, on_progress=transfer.sent)
+    except VersionChanged as changed:
+        return changed_outcome(changed, "the file changed before upload")
     except SourceChanged:
         try:
             info = os.stat(asset.path, follow_symlinks=False)

@@ -128,14 +128,33 @@ def relative(root: Path, path: Path) -> str | None:
         return None
 
 
+def storable(name: str) -> bool:
+    """Whether the ledger can keep this name: the file system gave bytes that decode as UTF-8 (a Latin-1 name from an
+    old Mac or Windows tool does not; Python hands it over with surrogates that no UTF-8 text can hold)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(name: str) -> str:
+    """A name as a log line or a metric can carry it: undecodable bytes as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class ScanResult:
     """One walk of a tree. ``unreadable`` lists folders below the root that could not be listed (their files are
-    unknown, not gone); ``root_error`` is set when the root itself could not be listed."""
+    unknown, not gone); ``unnamed`` the files and folders skipped because their names are not UTF-8 (shown escaped);
+    ``root_error`` is set when the root itself could not be listed."""
 
     files: Snapshot = field(default_factory=dict)
     folders: int = 0
     unreadable: list[str] = field(default_factory=list)
+    unnamed: list[str] = field(default_factory=list)
     root_error: str | None = None
     root_entries: int = 0
 
@@ -164,6 +183,9 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
     start = under.strip("/")
     if start and (not recursive or any(part.startswith(".") for part in start.split("/"))):
         return result
+    if not storable(start):
+        result.unnamed.append(shown(start + "/"))
+        return result
     top = start + "/" if start else ""
     pending: list[tuple[str, str]] = [(top, root + "/" + start if start else root)]
     is_regular = stat.S_ISREG
@@ -188,7 +210,9 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=follow):
-                        if recursive:
+                        if recursive and not storable(name):
+                            result.unnamed.append(shown(prefix + name + "/"))
+                        elif recursive:
                             if follow:
                                 info = entry.stat()
                                 identity = (info.st_dev, info.st_ino)
@@ -209,8 +233,12 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
                 if lowered.endswith(_NEVER_SUFFIXES) or lowered in _LITTER or _CORRUPT_SIDECAR in lowered:
                     continue
                 relpath = prefix + name
-                if plain or accept.name_ok(relpath, name):
+                if not (plain or accept.name_ok(relpath, name)):
+                    continue
+                if storable(name):
                     files[relpath] = (size, info.st_mtime_ns)
+                else:  # one such name must not stop the folder: skipped, and said so
+                    result.unnamed.append(shown(relpath))
     return result
 
 
@@ -223,8 +251,8 @@ def scan(folder: FolderConfig) -> Iterator[Sighting]:
 def sighting_for(folder: FolderConfig, path: Path) -> Sighting | None:
     """Stat one path named by an event; None if it is not a candidate regular file (or is already gone)."""
     relpath = relative(folder.path.absolute(), path)
-    if relpath is None or not is_candidate(relpath, folder):
-        return None
+    if relpath is None or not storable(relpath) or not is_candidate(relpath, folder):
+        return None  # a name the ledger cannot keep is reported by the scans
     try:
         info = os.stat(path, follow_symlinks=folder.follow_symlinks)
     except OSError:

@@ -88,6 +88,8 @@ class FolderStatus:
     """Files the periodic reconcile found that no event had announced."""
     warning: str = ""
     """Why the folder is degraded although it works (events went deaf and it is polled instead); empty when not."""
+    names_skipped: int = 0
+    """Files (and folders) the last scan skipped because their names are not UTF-8."""
 
 
 class FolderWatch:
@@ -132,6 +134,7 @@ class FolderWatch:
         self._scans = 0
         self._events_missed = 0
         self._warning = ""
+        self._unnamed: set[str] = set()
         self.scanned = threading.Event()  # set after the first completed scan; tests and benchmarks wait on it
 
     # -- what the daemon calls ------------------------------------------------------------------------------------
@@ -172,6 +175,7 @@ class FolderWatch:
             scans=self._scans,
             events_missed=self._events_missed,
             warning=self._warning,
+            names_skipped=len(self._unnamed),
         )
 
     # -- requests from other threads ------------------------------------------------------------------------------
@@ -417,6 +421,7 @@ class FolderWatch:
         if previous is not None and result.unreadable:
             blind = tuple(prefix + "/" for prefix in result.unreadable)
             result.files.update({k: v for k, v in previous.items() if k.startswith(blind)})
+        self._report_unnamed(result.unnamed)
         now = self.clock.now()
         new, gone = apply_scan(self.ledger, self.folder, result.files, now, previous=previous, unreadable=result.unreadable)
         self._snapshot = result.files if self._mode == "poll" else None
@@ -436,6 +441,13 @@ class FolderWatch:
         self.scanned.set()
         if new:
             self.on_sighting()
+
+    def _report_unnamed(self, unnamed: list[str]) -> None:
+        """Each name the ledger cannot keep is logged once, as long as it stays; the rest of the folder goes on."""
+        for name in sorted(set(unnamed) - self._unnamed):
+            log.warning("name_not_utf8", folder=self.key, path=name,
+                        note="skipped: rename it with valid UTF-8 (convmv -f latin1 -t utf8) to have it processed")
+        self._unnamed = set(unnamed)
 
     def _unannounced(self, relpaths: list[str], before: float) -> list[str]:
         """Of the new paths, those that were in place (by their change time) well before the reconcile began."""

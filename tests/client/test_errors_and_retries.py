@@ -107,12 +107,23 @@ def test_backoff_ceiling_never_exceeds_max_delay(server, make_client, sleep):
 
 
 def test_rate_limit_honours_retry_after_seconds(server, make_client, sleep):
-    server.script("GET", "/jobs/j1/", Reply(429, {"detail": "slow down"}, headers={"Retry-After": "7"}),
+    server.script("GET", "/jobs/j1/", Reply(429, {"detail": "slow down"}, headers={"Retry-After": "3"}),
                   Reply(200, job_json("j1")))
 
     make_client().get_job("j1")
 
-    assert sleep.delays == [7.0]
+    assert sleep.delays == [3.0]
+
+
+def test_a_longer_wait_is_not_slept_inside_the_call(server, make_client, sleep):
+    """A worker must not sleep for a server: the wait goes back to the caller, which keeps it in the ledger."""
+    server.script("POST", "/jobs/", Reply(429, {"detail": "slow down"}, headers={"Retry-After": "300"}))
+
+    with pytest.raises(RateLimited) as caught:
+        make_client().create_job(["storage://x"], {"m": {}}, tag="t")
+
+    assert sleep.delays == [] and caught.value.retry_after == 300.0
+    assert len(server.requests_to("POST", "/jobs/")) == 1
 
 
 def test_retry_after_on_503_and_as_http_date(server, make_client, sleep):
@@ -124,12 +135,13 @@ def test_retry_after_on_503_and_as_http_date(server, make_client, sleep):
     assert sleep.delays == [0.0, 2.0]  # a date in the past means "now"
 
 
-def test_absurd_retry_after_is_capped(server, make_client, sleep):
+def test_an_absurd_retry_after_goes_back_to_the_caller_unslept(server, make_client, sleep):
     server.script("GET", "/jobs/j1/", Reply(429, headers={"Retry-After": "86400"}), Reply(200, job_json("j1")))
 
-    make_client().get_job("j1")
+    with pytest.raises(RateLimited) as caught:
+        make_client().get_job("j1")
 
-    assert sleep.delays == [300.0]
+    assert sleep.delays == [] and caught.value.retry_after == 86400.0
 
 
 def test_rate_limited_error_carries_retry_after_to_the_caller(server, make_client):

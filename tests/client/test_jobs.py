@@ -174,3 +174,34 @@ def test_find_jobs_by_tag_stops_when_the_server_ignores_offset(server, make_clie
 
     assert [job.id for job in make_client().find_jobs_by_tag("t")] == ["j1", "j2"]
     assert len(server.received) == 2
+
+
+def _ignoring_offset(items: list[Any]) -> Any:
+    """A misbehaving server: every page is the first one, and it always says there is more."""
+    return lambda request: Reply(200, {"total": 10**9, "next": "more", "data": items})
+
+
+def test_detailed_results_from_a_server_that_ignores_offset_end_after_one_repeat(server, make_client):
+    server.respond("GET", "/jobs/j1/detailed-results/", _ignoring_offset([_segment(0), _segment(1)]))
+
+    results = list(make_client().iter_detailed_results("j1", page_size=2))
+
+    assert [segment.label for segment in results] == ["person 0", "person 1"]
+    assert len(server.received) == 2, "the repeated page ends the walk"
+
+
+def test_a_storage_listing_that_ignores_offset_ends_with_what_it_has(server, make_client):
+    server.respond("GET", "/storage/", _ignoring_offset([storage_json(1), storage_json(2)]))
+
+    assert sorted(stored.id for stored in make_client().list_storage("/")) == ["1", "2"]
+    assert len(server.received) == 2
+
+
+def test_an_answer_larger_than_the_cap_is_refused_unread(server, make_client, monkeypatch):
+    from deepva_watch.deepva import client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 4096)
+    server.script("GET", "/jobs/j1/", Reply(200, b"[" + b"1," * 10_000 + b"1]"))
+
+    with pytest.raises(MalformedResponse, match="larger than 4096 bytes"):
+        make_client().get_job("j1")

@@ -54,7 +54,8 @@ def test_a_broken_config_is_one_failed_check_and_exit_code_2(tmp_path: Path, cli
     result = cli("doctor", "-c", str(config), "--json")
     assert result.code == 2
     assert result.json() == {"ok": False, "checks": [{
-        "name": "config", "status": "fail", "detail": "folders[0].modules: expected a mapping of module name to options",
+        "name": "config", "status": "fail", "detail": "folders[0].modules: expected a mapping of module name to options, got "
+                                                       "'face_recognition'",
         "fix": f"edit {config}; config.example.yaml documents every key; check with: deepva-watch check-config -c {config}",
     }]}
     text = cli("doctor", "-c", str(tmp_path / "missing.yaml"))

@@ -6,7 +6,9 @@ import time
 from typing import Any, Callable
 
 from deepva_watch.service.health import Health
-from deepva_watch.service.metrics import Metrics, MetricsServer
+from deepva_watch.listener import Listener
+from deepva_watch.service.metrics import Metrics
+from deepva_watch.service.web import web_app
 from tests.commands.conftest import CliResult, Setup
 from tests.conftest import write_config
 
@@ -45,7 +47,8 @@ def test_status_asks_the_running_daemon_for_its_health(tmp_path: Any, cli: Cli) 
     SqliteLedger(tmp_path / "ledger.sqlite3")
     clock = [0.0]
     health = Health(api_failure_seconds=60, folder_statuses=lambda: [], ledger_problem=lambda: None, clock=lambda: clock[0])
-    server = MetricsServer("127.0.0.1", 0, Metrics(ledger_counts=dict, folder_statuses=lambda: []), health).start()
+    metrics = Metrics(ledger_counts=dict, folder_statuses=lambda: [])
+    server = Listener("127.0.0.1:0", web_app(metrics, health), name="metrics").start()
     try:
         host, port = server.address
         config = write_config(tmp_path, "http://127.0.0.1:9/api/v1", [watch], metrics={"listen": f"{host}:{port}"})
@@ -95,3 +98,31 @@ def test_read_commands_leave_the_ledger_untouched(setup: Setup, cli: Cli) -> Non
     cli("assets", "-c", str(setup.config), "--json")
     assert setup.row("a.jpg").state == "failed"
     assert setup.config.parent.joinpath("ledger.sqlite3").stat().st_mtime_ns == before
+
+
+def test_overdue_jobs_show_in_status_health_and_metrics(setup: Setup, cli: Cli) -> None:
+    """A job running past overdue_job_seconds: named by ``status``, amber in health, counted in the metrics."""
+    from deepva_watch.config import load_config
+    from deepva_watch.daemon import Daemon
+    from deepva_watch.deepva import DeepVAClient
+
+    now = time.time()
+    setup.add("slow.mp4", "submitted", job_id="job-slow", submitted_at=now - 90000)
+    setup.add("released.mp4", "overdue", job_id="job-older", submitted_at=now - 200000)
+    setup.add("fresh.mp4", "submitted", job_id="job-fresh", submitted_at=now - 60)
+
+    report = cli("status", "-c", str(setup.config), "--json").json()
+    assert [(job["path"], job["job_id"], job["state"]) for job in report["overdue_jobs"]] == [
+        ("released.mp4", "job-older", "overdue"), ("slow.mp4", "job-slow", "submitted")]
+    text = cli("status", "-c", str(setup.config)).out
+    assert "overdue jobs" in text and "slow.mp4: job job-slow running for 1.0d (submitted)" in text
+
+    daemon = Daemon(load_config(setup.config), DeepVAClient("http://127.0.0.1:9/api/v1", "key"))
+    try:
+        health = daemon.health.check()
+        assert health.status == "degraded"
+        assert health.warnings == (f"2 DeepVA job(s) running longer than 24 h (oldest: {setup.watch}/released.mp4, "
+                                   "job job-older, 55.6 h)",)
+        assert "deepva_watch_jobs_overdue 2.0" in daemon.metrics.exposition().decode()
+    finally:
+        daemon.ledger.close()

@@ -14,6 +14,8 @@ import pytest
 import requests
 
 from deepva_watch.emulator import Emulator, EmulatorConfig
+from tests import testvideo
+from tests.conftest import require_program
 
 API_KEY = "test-key-0123"
 START = 1_700_000_000.0
@@ -171,3 +173,8 @@ def session_with_key(key: str = API_KEY) -> requests.Session:
     session = requests.Session()
     session.headers["Authorization"] = f"Key {key}"
     return session
+
+
+def make_test_video(path: Path, *, size: str, rate: int, seconds: int) -> Path:
+    require_program("ffmpeg")
+    return testvideo.make_test_video(path, size=size, rate=rate, seconds=seconds)

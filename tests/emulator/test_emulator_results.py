@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,8 @@ from typing import Any
 import pytest
 
 from deepva_watch.emulator.results import PERSONS, timecode
-from tests.conftest import require_program
 
-from .conftest import PROCESSING_TIME, Api, SteppedClock
+from .conftest import PROCESSING_TIME, Api, SteppedClock, make_test_video
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "media"
 ALL_MODULES = {
@@ -63,15 +61,7 @@ def _without_source(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def generated_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four seconds at 30 fps, made on the spot so the test knows the facts exactly."""
-    require_program("ffmpeg")
-    path = tmp_path_factory.mktemp("video") / "four-seconds.mp4"
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-         "testsrc2=size=160x90:rate=30:duration=4", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-         str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+    return make_test_video(tmp_path_factory.mktemp("video") / "four-seconds.mp4", size="160x90", rate=30, seconds=4)
 
 
 def test_image_summary_has_items_for_every_known_module(api: Api, clock: SteppedClock) -> None:

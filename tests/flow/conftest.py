@@ -3,6 +3,7 @@ no threads, no sleeping; time moves only when the test moves it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ class FakeClient:
         self.errors: dict[str, list[Exception]] = {}
         self.storage: dict[str, StorageObject] = {}
         self.segments: list[Segment] = []
+        self.uploaded: list[bytes] = []
 
     def _maybe_fail(self, method: str) -> None:
         self.calls.append(method)
@@ -50,14 +52,16 @@ class FakeClient:
         if queue:
             raise queue.pop(0)
 
-    def upload(self, path: Path, *, folder: str = "/", filename: str | None = None, throttle: Any = None,
+    def upload(self, source: Any, *, folder: str = "/", filename: str | None = None, throttle: Any = None,
                on_progress: Any = None, max_bytes_per_second: float | None = None) -> StorageObject:
         self._maybe_fail("upload")
-        name = filename or path.name
+        name = filename or source.name
+        size = source.stat().st_size if isinstance(source, Path) else os.fstat(source.fileno()).st_size
+        self.uploaded.append(source.read() if not isinstance(source, Path) else source.read_bytes())
         stored = StorageObject(id=str(len(self.storage) + 1), url=f"storage://{name}", name=name,
-                               file_size=path.stat().st_size, uploaded=True, upload_failed=False)
+                               file_size=size, uploaded=True, upload_failed=False)
         if on_progress is not None:
-            on_progress(path.stat().st_size)
+            on_progress(size)
         self.storage[stored.id] = stored
         return stored
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from deepva_watch.deepva import BadRequest, NotAuthenticated, ServerError, TransportError
+from deepva_watch.deepva import BadRequest, NotAuthenticated, RateLimited, ServerError, TransportError
 from deepva_watch.deepva.models import Job
 from deepva_watch.flow import folder_key
 from deepva_watch.flow.policy import MAX_ATTEMPTS, REFUSED_KEY_RETRY_SECONDS
 from deepva_watch.ledger import SqliteLedger
+from deepva_watch.stages import track
 from deepva_watch.stages.clean_up import RETRY_SECONDS, CleanUp
 from deepva_watch.states import State
 from tests.conftest import FIXTURES
@@ -30,23 +33,53 @@ def test_a_file_waits_out_its_quiet_period_then_flows_to_submitted(flow: Flow) -
     row = flow.only()
     assert row.state == S.SUBMITTED and row.mime == "image/jpeg" and (row.content_hash or "").startswith("blake2b")
     assert flow.client.calls == ["upload", "create_job"]
-    assert row.next_attempt_at == flow.clock.now() + 5
+    assert row.next_attempt_at == flow.clock.now() + track.FIRST_LOOK_SECONDS, "nothing known yet: a look soon"
 
     flow.run("track")
-    assert flow.client.calls == ["upload", "create_job"], "a job is not polled before its poll interval"
-    flow.clock.advance(5)
-    flow.run("track")
-    assert flow.only().state == S.SUBMITTED and flow.only().job_state == "waiting"
-    flow.client.finish()
-    flow.clock.advance(5)
+    assert flow.client.calls == ["upload", "create_job"], "a job is not looked at before it is due"
+    flow.clock.advance(1)
+    flow.client.jobs = {key: replace(job, state="processing", progress=0.25, duration=2.0)
+                        for key, job in flow.client.jobs.items()}
     flow.run("track")
     row = flow.only()
-    assert row.state == S.SUBMITTED, "a job with no progress is asked about a little less often"
-    assert row.next_attempt_at % 5 == 0, "looks fall on the poll grid, so one list request can serve many jobs"
-    flow.clock.advance(5)
+    assert row.state == S.SUBMITTED and row.job_state == "processing"
+    assert row.next_attempt_at == flow.clock.now() + 6.0 + track.MARGIN_SECONDS, "a quarter done in 2 s: 6 s to go"
+    flow.client.finish()
+    flow.clock.advance(6.1)
     flow.run("track")
     row = flow.only()
     assert row.state == S.COMPLETED and Job.loads(row.job_snapshot or "").state == "completed"
+
+
+def test_a_new_job_is_first_looked_at_when_jobs_of_its_kind_took_lately(flow: Flow) -> None:
+    flow.accept("a.png", "b.png")
+    flow.run("upload", "upload", "submit")
+    flow.client.jobs = {key: replace(job, state="completed", progress=1.0, duration=3.0)
+                        for key, job in flow.client.jobs.items()}
+    flow.clock.advance(track.FIRST_LOOK_SECONDS)
+    flow.run("track")
+    assert {row.job_seconds for row in flow.services.ledger.query()} == {3.0}, "DeepVA's own time is kept"
+    flow.accept("c.png")
+    flow.run("upload", "submit")
+    (new,) = flow.services.ledger.query(states=[S.SUBMITTED])
+    assert new.next_attempt_at == flow.clock.now() + 3.0 + track.MARGIN_SECONDS
+
+
+def test_jobs_due_close_together_are_looked_at_together_with_one_request(tmp_path: Path) -> None:
+    flow = one_folder(tmp_path, settle_seconds=0)
+    for name in ("a.png", "b.png", "c.png"):
+        flow.accept(name)
+        flow.run("upload", "submit")
+        flow.clock.advance(0.05)  # created 50 ms apart: due 50 ms apart
+    flow.client.finish()
+    before = len(flow.client.calls)
+    flow.clock.advance(track.FIRST_LOOK_SECONDS - 0.1)  # the first is due, the others soon after
+    flow.run("track")
+    assert len(flow.client.calls) == before, "it waits for the jobs due right after the first"
+    flow.clock.advance(0.05)
+    flow.run("track")
+    assert flow.client.calls[before:] == ["list_jobs"], "one request for all three"
+    assert flow.services.ledger.count_by_state() == {S.COMPLETED: 3}
 
 
 def test_a_growing_file_is_not_taken_until_it_stops_changing(flow: Flow) -> None:
@@ -372,3 +405,98 @@ def test_a_worker_claims_no_more_than_its_share_of_the_window(tmp_path: Path) ->
     wide.accept("a.png", "b.png", "c.png")
     wide.run("upload")
     assert wide.client.calls.count("upload") == 3, "with a window of 20, one claim takes all three small files"
+
+
+def test_a_job_that_never_finishes_is_reported_then_gives_up_its_slot_and_is_tracked_on(tmp_path: Path) -> None:
+    """``processing`` forever: reported once after overdue_job_seconds; after overdue_job_release_seconds the next
+    file takes its max_active_jobs slot; the job is still followed and its results still published."""
+    flow = one_folder(tmp_path, {"max_active_jobs": 1, "overdue_job_seconds": 3600,
+                                 "overdue_job_release_seconds": 7200})
+    flow.accept("a.png", "b.png")
+    for _ in range(3):
+        flow.run("upload", "submit")
+    ledger = flow.services.ledger
+    assert ledger.count_by_state()[S.SUBMITTED] == 1 and ledger.count_by_state()[S.UPLOADED] == 1
+    stuck = next(iter(flow.client.jobs))
+    flow.client.jobs[stuck] = replace(flow.client.jobs[stuck], state="processing", progress=0.5)
+    reports = []
+    for _ in range(100):  # looks every two minutes at most, for three hours
+        flow.clock.advance(120)
+        with capture_logs() as logs:
+            flow.run("track", "submit")
+        reports += [entry["event"] for entry in logs if entry["event"].startswith("job_overdue")]
+        if ledger.count_by_state().get(S.OVERDUE):
+            break
+    assert reports == ["job_overdue", "job_overdue_slot_released"]
+    assert ledger.overdue_jobs(flow.clock.now() - 3600)[0].job_id == stuck
+    flow.run("submit")
+    assert ledger.count_by_state()[S.SUBMITTED] == 1, "the next file took the released slot"
+    flow.client.finish()
+    flow.clock.advance(300)
+    flow.run("track", "publish", "publish")
+    assert ledger.count_by_state() == {S.PUBLISHED: 2}
+
+
+def _same_size_and_time(path: Path, content: bytes) -> None:
+    """Put another file with ``content`` (the same size) at ``path``, with the old modification time: only its
+    identity (device, inode) tells it apart."""
+    info = path.stat()
+    assert len(content) == info.st_size
+    stand_in = path.with_name(".stand-in")
+    stand_in.write_bytes(content)
+    os.utime(stand_in, ns=(info.st_atime_ns, info.st_mtime_ns))
+    stand_in.rename(path)
+
+
+def test_a_file_swapped_after_it_was_checked_is_not_uploaded(flow: Flow) -> None:
+    flow.accept("a.png")
+    path = flow.watch / "a.png"
+    _same_size_and_time(path, b"\0" * path.stat().st_size)
+
+    flow.run("upload")
+
+    assert flow.client.uploaded == [], "only the version that was sniffed may be sent"
+    assert flow.services.ledger.query(relpaths=["a.png"], states=[S.UPLOADED]) == []
+
+
+def test_a_folder_swapped_for_a_link_after_checking_is_not_followed_by_the_upload(tmp_path: Path) -> None:
+    flow = one_folder(tmp_path)
+    (flow.watch / "sub").mkdir()
+    flow.drop("sub/a.png")
+    flow.clock.advance(1)
+    flow.run("settle", "sniff")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy2(flow.watch / "sub" / "a.png", elsewhere / "a.png")
+    (flow.watch / "sub").rename(flow.watch / "sub.real")
+    (flow.watch / "sub").symlink_to(elsewhere, target_is_directory=True)
+
+    flow.run("upload")
+
+    assert flow.client.uploaded == []
+    assert flow.only().state != S.UPLOADED and "no longer a folder" in (flow.only().last_error or "")
+
+
+def test_resource_errors_pause_the_file_without_counting_an_attempt(flow: Flow) -> None:
+    flow.accept("a.png")
+    flow.client.errors["upload"] = [OSError(errno.EAGAIN, "Resource temporarily unavailable")] * 20
+
+    for _ in range(15):  # more rounds than MAX_ATTEMPTS
+        flow.run("upload")
+        flow.clock.advance(60)
+
+    row = flow.only()
+    assert row.state == S.ACCEPTED and row.attempts == 0, (row.state, row.attempts)
+    assert "short of resources" in (row.last_error or "")
+
+
+def test_a_long_retry_after_ends_the_step_and_becomes_the_rows_next_attempt(flow: Flow) -> None:
+    flow.accept("a.png")
+    flow.run("upload")
+    flow.client.errors["create_job"] = [RateLimited("POST", "/jobs/", status=429, retry_after=300)]
+
+    flow.run("submit")
+
+    row = flow.only()
+    assert row.state == S.UPLOADED and row.attempts == 0
+    assert row.next_attempt_at == flow.clock.now() + 300

@@ -13,12 +13,13 @@ import signal
 import stat
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, IN_CI, held_to_file_modes, ledger_rows, wait_for, write_config
+from tests.conftest import FIXTURES, IN_CI, free_port, held_to_file_modes, ledger_rows, wait_for, write_config
 from tests.hostile.conftest import peak_rss_kib, rows_when_final
 
 ODD_NAME = "line\nbreak \"double\" 'single' 🎬 ümlaut.jpg"
@@ -265,3 +266,32 @@ def test_a_fifo_swapped_in_after_discovery_is_rejected_without_blocking(tmp_path
     assert isinstance(outcome, Advance) and outcome.to == "rejected" and "regular" in outcome.changes["last_error"]
     verdict = sniff(target)
     assert isinstance(verdict, Unsupported) and "FIFO" in verdict.reason
+
+
+def test_a_name_that_is_not_utf8_is_skipped_and_the_folder_goes_on(tmp_path, emulator, daemon_factory, deadline):
+    """A Latin-1 name (``café.jpg`` from an old Mac tool) and a folder named so: each skipped with one warning and a
+    metric; every other file of the folder is published."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    port = free_port()
+    latin1_file = os.path.join(os.fsencode(watch), b"caf\xe9.jpg")
+    latin1_folder = os.path.join(os.fsencode(watch), b"d\xe9p\xf4t")
+    os.mkdir(latin1_folder)
+    for target in (latin1_file, os.path.join(latin1_folder, b"inside.jpg")):
+        shutil.copyfile(FIXTURES / "sample.jpg", target)
+    shutil.copy(FIXTURES / "sample.jpg", watch / "before.jpg")
+    config = write_config(tmp_path, emulator.base_url, [watch], metrics={"listen": f"127.0.0.1:{port}"})
+    daemon = daemon_factory(config)
+    rows_when_final(tmp_path / "ledger.sqlite3", 1)
+    shutil.copy(FIXTURES / "sample.jpg", watch / "after.jpg")  # a later file of the same folder: events still work
+    rows = rows_when_final(tmp_path / "ledger.sqlite3", 2)
+
+    assert sorted((row["relpath"], row["state"]) for row in rows) == [("after.jpg", "published"),
+                                                                      ("before.jpg", "published")]
+    warnings = [line for line in daemon.log_text().splitlines() if '"event": "name_not_utf8"' in line]
+    assert len(warnings) == 2, warnings
+    assert any("caf\\\\xe9.jpg" in line for line in warnings) and any("d\\\\xe9p\\\\xf4t/" in line for line in warnings)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert f'deepva_watch_names_skipped{{folder="{watch}"}} 2.0' in metrics
+    assert daemon.stop() == 0

@@ -177,7 +177,7 @@ def test_hostile_answers_are_published_safely_or_recorded_as_failures(tmp_path, 
 
     # nothing was written anywhere but the watched folder (sidecars) and the daemon's own files
     allowed_new = {str(tmp_path / name) for name in ("ledger.sqlite3", "ledger.sqlite3-wal", "ledger.sqlite3-shm",
-                                                     "daemon-0.log", "api-key", "config.yaml")}
+                                                     "ledger.sqlite3.lock", "daemon-0.log", "api-key", "config.yaml")}
     created = snapshot(tmp_path) - before
     outside = {path for path in created if not path.startswith(str(watch) + "/") and path not in allowed_new}
     assert not outside, f"written outside the sidecar locations: {sorted(outside)}"

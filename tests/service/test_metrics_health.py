@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deepva_watch.ledger import Ledger, SqliteLedger
 from deepva_watch.service.health import Health, is_api_failure, ledger_write_problem
-from deepva_watch.service.metrics import Metrics, MetricsServer
+from deepva_watch.listener import Listener
+from deepva_watch.service.metrics import Metrics
+from deepva_watch.service.web import web_app
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class FolderStatus:
     files_seen: int
     warning: str = ""
     events_missed: int = 0
+    names_skipped: int = 0
 
 
 class Clock:
@@ -52,7 +55,7 @@ def ledger(tmp_path: Path) -> Ledger:
 
 
 class Endpoint:
-    def __init__(self, server: MetricsServer, health: Health, metrics: Metrics, folders: list[FolderStatus],
+    def __init__(self, server: Listener, health: Health, metrics: Metrics, folders: list[FolderStatus],
                  ledger_problem: list[str | None], clock: Clock) -> None:
         self.server, self.health, self.metrics = server, health, metrics
         self.folders, self.ledger_problem, self.clock = folders, ledger_problem, clock
@@ -73,7 +76,7 @@ def endpoint(ledger: Ledger) -> Iterator[Endpoint]:
     wall, monotonic = Clock(2000.0), Clock(50.0)
     health = Health(api_failure_seconds=300, folder_statuses=lambda: folders, ledger_problem=lambda: problem[0], clock=monotonic)
     metrics = Metrics(ledger_counts=ledger.count_by_folder_and_state, folder_statuses=lambda: folders, clock=wall)
-    server = MetricsServer("127.0.0.1", 0, metrics, health).start()
+    server = Listener("127.0.0.1:0", web_app(metrics, health), name="metrics").start()
     try:
         yield Endpoint(server, health, metrics, folders, problem, monotonic)
     finally:
@@ -206,11 +209,12 @@ def test_the_endpoint_answers_404_elsewhere(endpoint: Endpoint) -> None:
     assert endpoint.get("/")[0] == 404
 
 
-def test_the_configured_listen_setting_is_understood(ledger: Ledger) -> None:
+def test_the_configured_listen_setting_is_understood_for_ipv4_and_ipv6(ledger: Ledger) -> None:
     health = Health(api_failure_seconds=1, folder_statuses=lambda: [], ledger_problem=lambda: None)
     metrics = Metrics(ledger_counts=ledger.count_by_folder_and_state, folder_statuses=lambda: [])
-    server = MetricsServer.from_listen("127.0.0.1:65500", metrics, health)
-    try:
-        assert server.address == ("127.0.0.1", 65500)
-    finally:
-        server.stop()
+    for listen, address in (("127.0.0.1:65500", ("127.0.0.1", 65500)), ("[::1]:65501", ("::1", 65501))):
+        server = Listener(listen, web_app(metrics, health), name="metrics")
+        try:
+            assert server.address == address
+        finally:
+            server.stop()

@@ -67,16 +67,16 @@ def test_only_files_that_could_share_an_xmp_wait_for_each_other(publish, make, w
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """While clip.mxf's XMP is being written, CLIP.mp4 waits (on a share that ignores case it may want the same
     clip.xmp), and other.mxf does not: one slow write, an fsync on a network share, holds back only its own clip."""
-    real_write = sidecars.atomic_write
+    real_write = sidecars.atomic_write_at
     writing, release = threading.Event(), threading.Event()
 
-    def slow_for_clip(path: Path, write, **options) -> None:
-        if path.name == "clip.xmp":
+    def slow_for_clip(dir_fd: int, name: str, write, **options) -> None:
+        if name == "clip.xmp":
             writing.set()
             assert release.wait(10)
-        real_write(path, write, **options)
+        real_write(dir_fd, name, write, **options)
 
-    monkeypatch.setattr(sidecars, "atomic_write", slow_for_clip)
+    monkeypatch.setattr(sidecars, "atomic_write_at", slow_for_clip)
     done: dict[str, threading.Event] = {name: threading.Event() for name in ("clip.mxf", "CLIP.mp4")}
 
     def publish_in_thread(name: str) -> threading.Thread:

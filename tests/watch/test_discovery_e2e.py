@@ -105,9 +105,9 @@ class _ChangingClient:
     def __init__(self) -> None:
         self.uploads = 0
 
-    def upload(self, path, **kwargs):
+    def upload(self, source, **kwargs):
         self.uploads += 1
-        with open(path, "ab") as stream:
+        with open(f"/proc/self/fd/{source.fileno()}", "ab") as stream:  # the very file being uploaded
             stream.write(b"more")
         raise SourceChanged("POST", "http://127.0.0.1/storage/", reason="the file grew during the upload")
 
