@@ -31,17 +31,16 @@ def child(kind: str, tree: Path) -> None:
 
         folder = folder_config(tree, Path(tempfile.mkdtemp()) / "l.sqlite3")
         started = time.perf_counter()
-        files = len(scan_tree(folder).files)
+        files = len(scan_tree(folder).snapshot)
     elif kind == "ours-diff":
-        from deepva_watch.watch.discover import changed_since, scan_tree
+        from deepva_watch.watch.discover import scan_tree
+        from deepva_watch.watch.snapshot import changes
 
         folder = folder_config(tree, Path(tempfile.mkdtemp()) / "l.sqlite3")
-        previous = scan_tree(folder).files
+        previous = scan_tree(folder).snapshot
         started = time.perf_counter()
-        current = scan_tree(folder).files
-        changed = changed_since(previous, current)
-        missing = [p for p in previous if p not in current]
-        files = len(current) + len(changed) + len(missing) * 0
+        current = scan_tree(folder).snapshot
+        files = len(current) + sum(len(changed) + len(missing) for changed, missing in changes(previous, current))
     elif kind == "watchdog-snapshot":
         from watchdog.utils.dirsnapshot import DirectorySnapshot
 

@@ -1,14 +1,17 @@
-"""The commands an operator types: ``run``, ``check-config``, ``status``, ``emulator``.
+"""The commands an operator types: ``run``, ``check-config``, the operator commands (:mod:`.commands`), ``emulator``.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage (nothing was started).
+Exit codes, the same for every command (``EXIT_CODES``, shown by ``--help``): 0 success, 1 runtime failure, 2 bad
+configuration or usage (nothing was started), 141 the reader of stdout went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import signal
 import sys
+import textwrap
 import time
 from pathlib import Path
 from types import FrameType
@@ -21,16 +24,28 @@ from deepva_watch.commands import add_operator_commands
 from deepva_watch.config import Config, ConfigError, load_config, permission_warnings, resolve_api_key
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: What a shell reports for a program killed by SIGPIPE (128 + 13), as ``yes | head`` does: with ``set -o pipefail`` a
+#: script sees that the output was cut short.
+EXIT_PIPE = 141
 DEFAULT_CONFIG = Path("/etc/deepva-watch/config.yaml")
+EXIT_CODES = """\
+exit codes:
+  0    done; status: the daemon is healthy or degraded, or metrics.listen is not set (health unknown)
+  1    a runtime failure: not found, not changed, a check failed; status: the daemon is unhealthy or does not answer
+  2    bad config or usage: a config error, an unknown option, a folder or path that is not watched
+  141  the reader of the output went away (| head): output stopped early, nothing else went wrong"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepva-watch", description="Watch folders, analyse media with DeepVA, write sidecars.")
+    parser = argparse.ArgumentParser(prog="deepva-watch", description="Watch folders, analyse media with DeepVA, write sidecars.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"deepva-watch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text, description=help_text)
+        # raw, so the exit codes keep their table; the description is wrapped here instead
+        command = commands.add_parser(name, help=help_text, description=textwrap.fill(help_text, 80), epilog=EXIT_CODES,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
         command.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
         return command
@@ -56,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is noticed while we can still handle it
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "run":
@@ -65,6 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in error.lines:
             print(f"deepva-watch: config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _reader_gone() -> int:
+    """The reader of stdout closed it (``deepva-watch assets | head -1``): stop quietly, as ``head`` expects.
+
+    Python ignores SIGPIPE, so the closed pipe arrives as BrokenPipeError. What is still buffered would raise again
+    when the interpreter flushes stdout on exit, so stdout is pointed at /dev/null first (the recipe in the Python
+    documentation of :mod:`signal`).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_PIPE
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime
+import fnmatch
 import math
 import os
+import re
+import shutil
 import types
 import typing
+import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -123,6 +129,40 @@ class PathMapRule:
 
 
 @dataclass(frozen=True)
+class HttpAction:
+    url: str = _help("Where the event is POSTed (http:// or https://).")
+    headers_file: Path | None = _help(
+        "File of extra request headers, one 'Name: value' per line (an Authorization header stays out of the config).",
+        default=None)
+    secret_file: Path | None = _help(
+        "File holding a secret: the body is then signed, header X-DeepVA-Watch-Signature: sha256=<HMAC-SHA256 hex>.",
+        default=None)
+    timeout_seconds: float = _help("Seconds before a request is given up and tried again later (1 to 600).",
+                                   default=10.0, between=(1, 600))
+
+
+@dataclass(frozen=True)
+class Actions:
+    move_to: Path | None = _help(
+        "Move the media and its sidecars into this folder (relative to the watched folder, or absolute), keeping the "
+        "sub-path; a name already taken gets a numbered suffix, never an overwrite.", default=None)
+    exec: tuple[str, ...] = _help(
+        "A program and its arguments, run without a shell once per file, with the file's facts in DEEPVA_WATCH_* "
+        "environment variables (see README).", default=())
+    exec_timeout_seconds: float = _help("Seconds before the program is killed and the action tried again later "
+                                        "(1 to 86400).", default=300.0, between=(1, 86400))
+    http: HttpAction | None = _help("POST an event about the file to a URL.", default=None)
+
+
+@dataclass(frozen=True)
+class NewerThan:
+    newer_than: str = _help(
+        "Only files modified after this are processed: an ISO date or time (2026-01-31, 2026-01-31T06:00+01:00; "
+        "without a zone, the server's) or an age counted back from when the folder was first watched (90m, 12h, 7d, "
+        "2w).")
+
+
+@dataclass(frozen=True)
 class FolderConfig:
     path: Path = _help("The folder to watch. It must exist when the daemon starts.")
     modules: Mapping[str, Mapping[str, Any]] = _help(
@@ -173,6 +213,16 @@ class FolderConfig:
         default=(),
     )
     url_prefix: str | None = _help("For source 'url': the public URL of this folder, e.g. https://media.example/in/.", default=None)
+    on_done: Actions | None = _help(
+        "What to do once a file's sidecars are written, in this order: move_to, exec, http. null: nothing.",
+        default=None)
+    on_failed: Actions | None = _help("The same, once a file has failed for good. null: nothing.", default=None)
+    existing: Literal["process", "skip"] | NewerThan = _help(
+        "What happens to the files already in the folder when the ledger first sees it: 'process' them, 'skip' them "
+        "(recorded, never submitted; a later change to one is processed), or {newer_than: 7d} to process only the "
+        "recent ones. A restart never changes what was decided.",
+        default="process",
+    )
 
 
 @dataclass(frozen=True)
@@ -185,10 +235,32 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    video_minutes_per_day: float | None = _help(
+        "Minutes of video handed to DeepVA per day, at most (1 to 1000000); null: no cap. At the cap, uploads and job "
+        "creation pause until the next day; jobs under way are tracked and published.",
+        default=None, between=(1, 1_000_000))
+    images_per_day: int | None = _help("Images handed to DeepVA per day, at most (1 to 100000000); null: no cap.",
+                                       default=None, between=(1, 100_000_000))
+    time_zone: str | None = _help("IANA time zone whose midnight starts the day, e.g. Europe/Berlin; null: the "
+                                  "server's own.", default=None)
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
-    listen: str | None = _help("host:port for /metrics (Prometheus) and /healthz, e.g. 127.0.0.1:9187; null: off.", default=None)
+    listen: str | None = _help("host:port for /metrics (Prometheus), /healthz and the status page (/), e.g. "
+                               "127.0.0.1:9187; null: off.", default=None)
     api_failure_seconds: float = _help("/healthz turns red when every API call has failed for this long (1 to 86400).",
                                        default=300.0, between=(1, 86400))
+    page: bool = _help("Serve the status page (/) and its JSON twin (/status.json): folders, files per state, uploads, "
+                       "failures and each file's story, with file names. false: only /metrics and /healthz.",
+                       default=True)
+    page_refresh_seconds: float = _help("How often the status page reloads itself (1 to 3600).", default=5.0,
+                                        between=(1, 3600))
+    page_actions_token_file: Path | None = _help(
+        "File holding the token (one line, at least 16 characters) that unlocks the page's retry and reprocess "
+        "buttons; the operator enters it once in the page's sign-in form. Read again when it changes. null: the page "
+        "is read-only.", default=None)
 
 
 @dataclass(frozen=True)
@@ -199,6 +271,10 @@ class Config:
         "SQLite ledger that records every file and job; the daemon's only state.",
         default=Path("/var/lib/deepva-watch/ledger.sqlite3"),
     )
+    ledger_retention_days: float = _help(
+        "Rows and history older than this many days go once they guard nothing: versions gone or replaced, files no "
+        "longer in their folder. The newest version of a file still present always stays (1 to 36500).",
+        default=90.0, between=(1, 36500))
     max_uploads: int = _help("Uploads running at the same time (1 to 64).", default=2, between=(1, 64))
     max_upload_mbps: float | None = _help(
         "Cap on upload bandwidth in megabits per second (all uploads together; 0.1 to 100000); null: none.",
@@ -224,8 +300,11 @@ class Config:
     )
     delete_storage_after_completion: bool = _help("Delete the uploaded copy from DeepVA storage once the results are written.", default=False)
     delete_job_after_publish: bool = _help("Delete the DeepVA job once its results are written.", default=False)
+    budget: BudgetConfig = _help("Optional daily cap on what is handed to DeepVA (DeepVA bills by what it analyses).",
+                                 default=BudgetConfig())
     webhook: WebhookConfig = _help("Optional receiver for DeepVA's job callbacks; polling stays on as the guarantee.", default=WebhookConfig())
-    metrics: MetricsConfig = _help("Optional HTTP endpoint with Prometheus metrics and /healthz.", default=MetricsConfig())
+    metrics: MetricsConfig = _help("Optional HTTP endpoint with Prometheus metrics, /healthz and the status page.",
+                                   default=MetricsConfig())
     log_level: Literal["debug", "info", "warning", "error"] = _help("Least severe log level written.", default="info")
 
 
@@ -258,7 +337,8 @@ def _describe(annotation: Any) -> str:
     if origin is tuple:
         return "a list"
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return "a mapping"
+        keys = [spec.name for spec in dataclasses.fields(annotation)]
+        return f"a mapping {{{keys[0]}: ...}}" if len(keys) == 1 else "a mapping"
     return str(annotation)
 
 
@@ -287,8 +367,16 @@ def _convert(value: Any, annotation: Any, key_path: str, problems: _Problems,
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return _convert(value, inner, key_path, problems, between)
+        choices = [arg for arg in args if arg is not type(None)]
+        if len(choices) == 1:
+            return _convert(value, choices[0], key_path, problems, between)
+        for choice in choices:  # the first alternative that takes the value without a problem
+            scratch = _Problems()
+            converted = _convert(value, choice, key_path, scratch, between)
+            if not scratch:
+                return converted
+        return problems.add(key_path, f"expected {' or '.join(_describe(choice) for choice in choices)}, "
+                                      f"got {_shown(value)}")
     if value is None:
         return problems.add(key_path, f"expected {_describe(annotation)}, got nothing")
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
@@ -298,9 +386,11 @@ def _convert(value: Any, annotation: Any, key_path: str, problems: _Problems,
     if annotation in (int, float):
         return _number(value, annotation, key_path, between, problems)
     if annotation is str:
+        if isinstance(value, (datetime.date, datetime.datetime)):  # YAML reads an unquoted 2026-01-31 as a date
+            value = value.isoformat()
         if not isinstance(value, str):
             return problems.add(key_path, f"expected a string, got {_shown(value)}")
-        if key_path in _URL_KEYS or key_path.endswith(".url_prefix"):
+        if key_path in _URL_KEYS or key_path.endswith((".url_prefix", ".http.url")):
             return _url(value, key_path, problems)
         return value
     if annotation is Path:
@@ -381,6 +471,12 @@ def _check_whole(config: Config, problems: _Problems, *, check_paths: bool) -> N
     """What no single value shows: folders that exist and differ, settings that need each other."""
     if not config.folders:
         problems.add("folders", "expected at least one folder to watch")
+    if config.budget.time_zone is not None:
+        try:
+            zoneinfo.ZoneInfo(config.budget.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.add("budget.time_zone", f"unknown time zone {_shown(config.budget.time_zone)} (expected an IANA "
+                                             "name such as Europe/Berlin)")
     if config.overdue_job_release_seconds < config.overdue_job_seconds:
         problems.add("overdue_job_release_seconds", "expected a value of overdue_job_seconds or more")
     seen: dict[Path, int] = {}
@@ -398,6 +494,17 @@ def _check_whole(config: Config, problems: _Problems, *, check_paths: bool) -> N
             problems.add(f"{key}.path_map", "required when source is 'local_path' (at least one local → remote rule)")
         if folder.max_size is not None and folder.max_size < folder.min_size:
             problems.add(f"{key}.max_size", "expected a value of min_size or more")
+        for outcome in ("on_done", "on_failed"):
+            actions = getattr(folder, outcome)
+            if actions is not None:
+                _check_actions(actions, folder, f"{key}.{outcome}", problems, check_paths=check_paths)
+        if isinstance(folder.existing, NewerThan):
+            try:
+                newer_than_cutoff(folder.existing.newer_than, first_seen=0.0)
+            except ValueError:
+                problems.add(f"{key}.existing.newer_than", f"expected an ISO date or an age such as 7d, got "
+                                                           f"{_shown(folder.existing.newer_than)}")
+    _check_overlaps(config.folders, problems, resolve=check_paths)
     hook = config.webhook
     if hook.listen is not None:
         if not hook.callback_url:
@@ -407,6 +514,70 @@ def _check_whole(config: Config, problems: _Problems, *, check_paths: bool) -> N
         _listen(hook.listen, "webhook.listen", problems)
     if config.metrics.listen is not None:
         _listen(config.metrics.listen, "metrics.listen", problems)
+
+
+def _check_actions(actions: Actions, folder: FolderConfig, key: str, problems: _Problems, *,
+                   check_paths: bool) -> None:
+    """Every action is possible as configured: the folder to move to exists and can be written, the program runs,
+    the files named can be read."""
+    if actions.move_to is None and not actions.exec and actions.http is None:
+        problems.add(key, "names no action: give move_to, exec or http (or leave it out)")
+    if not check_paths:
+        return
+    if actions.move_to is not None:
+        target = actions.move_to if actions.move_to.is_absolute() else folder.path / actions.move_to
+        if not target.is_dir():
+            problems.add(f"{key}.move_to", f"folder {str(target)!r} does not exist")
+        elif not os.access(target, os.W_OK | os.X_OK):
+            problems.add(f"{key}.move_to", f"folder {str(target)!r} cannot be written")
+    if actions.exec:
+        program = actions.exec[0]
+        found = program if "/" in program else shutil.which(program)
+        if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
+            problems.add(f"{key}.exec", f"{program!r} is not an executable program"
+                                        f"{'' if '/' in program else ' on PATH'}")
+    if actions.http is not None:
+        for name in ("headers_file", "secret_file"):
+            path = getattr(actions.http, name)
+            if path is not None and not os.access(path, os.R_OK):
+                problems.add(f"{key}.http.{name}", f"cannot read {str(path)!r}")
+
+
+def _check_overlaps(folders: Sequence[FolderConfig], problems: _Problems, *, resolve: bool) -> None:
+    """A folder inside another would give its files two rows and two jobs: refused, unless the outer one does not
+    look there (not recursive, or an ``exclude`` pattern covering the inner folder)."""
+    roots = [folder.path.resolve() if resolve else folder.path.absolute() for folder in folders]
+    for inner_index, inner in enumerate(roots):
+        for outer_index, outer in enumerate(roots):
+            if inner == outer or not inner.is_relative_to(outer):
+                continue
+            relative = inner.relative_to(outer).as_posix()
+            if not folders[outer_index].recursive or _excludes(folders[outer_index], relative):
+                continue
+            problems.add(f"folders[{inner_index}].path",
+                         f"inside folders[{outer_index}].path ({folders[outer_index].path}): its files would be taken "
+                         f"twice; add exclude: ['{relative}/*'] to folders[{outer_index}], or watch only one of them")
+
+
+def _excludes(folder: FolderConfig, relative: str) -> bool:
+    """Whether the folder's ``exclude`` patterns cover every file below ``relative`` (probed with a file name)."""
+    probe = f"{relative}/any/file.name"
+    return any(fnmatch.fnmatchcase(probe, pattern) for pattern in folder.exclude)
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def newer_than_cutoff(text: str, *, first_seen: float) -> float:
+    """The modification time (epoch seconds) a file must be newer than for ``existing: {newer_than: text}``: an age
+    counts back from ``first_seen``, a date without a zone is the server's local time. Raises ValueError."""
+    text = text.strip()
+    match = _AGE.match(text)
+    if match:
+        return first_seen - float(match[1]) * _AGE_SECONDS[match[2]]
+    moment = datetime.datetime.fromisoformat(text)
+    return (moment if moment.tzinfo is not None else moment.astimezone()).timestamp()
 
 
 def _listen(value: str, key_path: str, problems: _Problems) -> None:
@@ -526,13 +697,21 @@ def schema_keys(cls: type = Config, prefix: str = "") -> list[str]:
 def permission_warnings(config_path: Path, config: Config) -> list[str]:
     """Lines to log at start when a file holding or steering secrets is open to other users.
 
-    Secret files (the API key file, the webhook secret file) should be readable by the daemon's user only: any group
+    Secret files (the API key file, the webhook secret file, the status page's token, the secrets and headers of
+    ``http`` actions) should be readable by the daemon's user only: any group
     or other permission bit is worth a warning. The config file holds no secret itself, but it says where the key is
     sent (``api.url``) and where it is read from: one that other users may read or that others may change is flagged
     as well. Files that cannot be looked at are not reported here; reading them fails loudly elsewhere.
     """
     warnings: list[str] = []
-    secret_files = [("api.key_file", config.api.key_file), ("webhook.secret_file", config.webhook.secret_file)]
+    secret_files = [("api.key_file", config.api.key_file), ("webhook.secret_file", config.webhook.secret_file),
+                    ("metrics.page_actions_token_file", config.metrics.page_actions_token_file)]
+    for index, folder in enumerate(config.folders):
+        for outcome in ("on_done", "on_failed"):
+            actions = getattr(folder, outcome)
+            if actions is not None and actions.http is not None:
+                secret_files += [(f"folders[{index}].{outcome}.http.{name}", getattr(actions.http, name))
+                                 for name in ("secret_file", "headers_file")]
     for key_path, path in secret_files:
         mode = _mode_of(path)
         if mode is not None and mode & 0o077:

@@ -21,18 +21,23 @@ from deepva_watch.config import ApiConfig, Config, ConfigError, FolderConfig, Se
 from deepva_watch.deepva import DeepVAClient
 from deepva_watch.deepva.webhook import NONCE_SETTING, WebhookReceiver, load_secret
 from deepva_watch.flow import Clock, Services, SystemClock, folder_key
+from deepva_watch.flow.budget import budget_state
 from deepva_watch.flow.runner import StageRunner, run_in_thread, wake
 from deepva_watch.flow.transfers import Transfers
 from deepva_watch.ledger import Asset, open_ledger
 from deepva_watch.service.health import Health, ledger_write_problem
 from deepva_watch.listener import Listener
 from deepva_watch.service.metrics import Metrics
+from deepva_watch.service.access import Access, TokenFile
+from deepva_watch.service.page import StatusPage
+from deepva_watch.service.status import Sources as PageSources
 from deepva_watch.service.web import web_app
 from deepva_watch.service.notify import Notifier, Watchdog, stale_workers, status_text, watchdog_interval
 from deepva_watch.stages import STAGES
 from deepva_watch.stages.clean_up import CleanUp
 from deepva_watch.states import AT_DEEPVA, State
 from deepva_watch.watch.observer import ObserverFactory, start_observer
+from deepva_watch.watch.retention import Retention
 from deepva_watch.watch.supervisor import FolderStatus, FolderWatch
 
 log = structlog.get_logger("deepva_watch.daemon")
@@ -49,6 +54,8 @@ REFUSED_STATUSES = (401, 403)
 API_STATES = (State.ACCEPTED, State.UPLOADED, *AT_DEEPVA, State.COMPLETED, State.JOB_FAILED)
 #: Overdue jobs are counted up to this many (for health and the metric).
 OVERDUE_COUNTED = 1000
+#: Requests to the metrics listener carry at most the status page's small forms.
+PAGE_BODY_BYTES = 16 * 1024
 
 
 @dataclass
@@ -70,10 +77,11 @@ class Daemon:
             folder_statuses=self.folder_statuses,
             ledger_problem=self._ledger_problem,
             api_paused=lambda: self.services.gate.reason,
-            overdue=self._overdue_warning,
+            ledger_warnings=(self._overdue_warning, self._budget_warning),
         )
         self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses,
-                               overdue_jobs=lambda: len(self._overdue_jobs(OVERDUE_COUNTED)))
+                               overdue_jobs=lambda: len(self._overdue_jobs(OVERDUE_COUNTED)),
+                               budget=lambda: budget_state(self.config.budget, self.ledger, self.clock.now()))
         self.services = Services(self.config, self.ledger, self.client, self.clock, telemetry=self.metrics,
                                  transfers=Transfers(on_bytes=self.metrics.uploaded_bytes),
                                  api_failing_for=self.health.api_failing_for)
@@ -105,11 +113,13 @@ class Daemon:
             self.threads.append(thread)
             self._runner_of[thread.name] = runner
         self.threads.append(run_in_thread("clean-up", self.clean_up.run_forever))
+        self.threads.append(run_in_thread("retention", Retention(self.services, self.stop_event).run_forever))
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
-            self.metrics_server = Listener(self.config.metrics.listen, web_app(self.metrics, self.health),
-                                           name="metrics").start()
+            app = web_app(self.metrics, self.health, self._page(), ledger=self.ledger)
+            self.metrics_server = Listener(self.config.metrics.listen, app, name="metrics",
+                                           max_body_bytes=PAGE_BODY_BYTES).start()
         if self.config.webhook.listen:
             secret = load_secret(self.config.webhook)
             self._swap_receiver(self.config, secret, self._receiver(self.config, secret))
@@ -170,6 +180,16 @@ class Daemon:
         self.ledger.close()
         self.notifier.close()
 
+    def _page(self) -> StatusPage:
+        """The status page, reading everything at request time (a reload's config and folders show at once); its
+        actions token is read now, so an unusable one stops the start with a config error."""
+        token = TokenFile(lambda: self.config.metrics.page_actions_token_file)
+        token.check()
+        sources = PageSources(ledger=self.ledger, config=lambda: self.config, folders=self.folder_statuses,
+                              uploads=self.services.transfers.running, health=self.health,
+                              requeued=self._wake_stage_for, clock=self.clock.now)
+        return StatusPage(sources, Access(token))
+
     # -- health of the parts -----------------------------------------------------------------------------------------
 
     def folder_statuses(self) -> list[FolderStatus]:
@@ -197,6 +217,10 @@ class Daemon:
         hours = (self.clock.now() - (oldest.submitted_at or 0.0)) / 3600
         return (f"{len(overdue)} DeepVA job(s) running longer than {self.config.overdue_job_seconds / 3600:g} h "
                 f"(oldest: {oldest.folder}/{oldest.relpath}, job {oldest.job_id}, {hours:.1f} h)")
+
+    def _budget_warning(self) -> str | None:
+        state = budget_state(self.config.budget, self.ledger, self.clock.now())
+        return state.describe() if state is not None and state.reached else None
 
     def _ledger_problem(self) -> str | None:
         return self.services.halted or self.ledger.problem() or ledger_write_problem(self.config.ledger)
@@ -265,6 +289,8 @@ class Daemon:
         return new, key, secret, receiver
 
     def _apply(self, new: Config, key: Secret, secret: Secret | None, receiver: WebhookReceiver | None) -> bool:
+        if new.budget != self.config.budget:  # files waiting for tomorrow may go now (or wait for the new cap)
+            self.ledger.retry_now((State.ACCEPTED, State.UPLOADED), self.clock.now())
         logging_setup.register_secret(key.reveal())
         self.client.set_api_key(key.reveal())
         self.config = new
@@ -279,7 +305,8 @@ class Daemon:
         self._swap_receiver(new, secret, receiver)
         self._key_stamp = self._key_file_stamp(new.api)
         self.services.gate.open()
-        self._wake_stage_for(State.SETTLING)
+        for runner in self.runners:
+            runner.wakeup.set()
         log.info("reloaded", folders=sorted(wanted))
         return True
 

@@ -117,13 +117,13 @@ def regular_mode_at(dir_fd: int, name: str) -> int | None:
     return stat.S_IMODE(info.st_mode)
 
 
-def read_regular_at(dir_fd: int, name: str, *, limit: int) -> bytes | None:
+def read_regular_at(dir_fd: int, name: str, *, limit: int, head: bool = False) -> bytes | None:
     """The bytes of the regular file ``name`` in ``dir_fd``, or None when there is none.
 
     Never blocks and never opens anything but a regular file: the name is looked at without following a link before
     it is opened (non-blocking, no link followed) and the open file is checked again. Raises
     :class:`NotARegularFile` for anything else there and :class:`FileTooLarge` (having read at most ``limit`` + 1
-    bytes) for a file larger than ``limit``.
+    bytes) for a file larger than ``limit``; with ``head``, a larger file's first ``limit`` bytes are returned instead.
     """
     if regular_mode_at(dir_fd, name) is None:
         return None
@@ -139,7 +139,7 @@ def read_regular_at(dir_fd: int, name: str, *, limit: int) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise NotARegularFile(name, describe_kind(info.st_mode))
-        if info.st_size > limit:
+        if info.st_size > limit and not head:
             raise FileTooLarge(name, info.st_size, limit)
         chunks: list[bytes] = []
         total = 0
@@ -149,9 +149,9 @@ def read_regular_at(dir_fd: int, name: str, *, limit: int) -> bytes | None:
                 break
             chunks.append(chunk)
             total += len(chunk)
-        if total > limit:  # it grew after fstat
+        if total > limit and not head:  # it grew after fstat
             raise FileTooLarge(name, total, limit)
-        return b"".join(chunks)
+        return b"".join(chunks)[:limit]
     finally:
         os.close(fd)
 

@@ -7,7 +7,11 @@ A healthy image or video passes through::
 
 A job DeepVA failed or stopped goes ``submitted → job_failed → reporting → failed`` (its JSON sidecar says why). A job
 running past ``overdue_job_release_seconds`` goes ``submitted → overdue``: still tracked, no longer holding one of the
-``max_active_jobs`` slots. Side
+``max_active_jobs`` slots. A file present when its folder was first watched may end ``skipped`` at once (the folder's
+``existing`` rule), and one whose own sidecars already hold a completed job for the same content and modules goes
+``settled → published`` without a new job (adopted). Where the folder has ``on_done`` or ``on_failed`` actions, a
+file about to end ``published`` or ``failed`` goes ``handing_on`` first, and each action is a step (``acting``) until
+the last one lands it where it was going. Side
 exits: ``rejected`` (not a supported media file), ``failed`` (with the reason, the stage it failed in and whether a
 retry can help), ``gone`` (the file vanished before DeepVA had it) and ``superseded`` (a newer version arrived).
 """
@@ -39,6 +43,9 @@ class State(StrEnum):
     FAILED = "failed"
     GONE = "gone"
     SUPERSEDED = "superseded"
+    SKIPPED = "skipped"
+    HANDING_ON = "handing_on"
+    ACTING = "acting"
 
 
 S = State
@@ -47,23 +54,26 @@ S = State
 #: back to its home and the step is done again.
 HOME: Mapping[State, State] = {
     S.UPLOADING: S.ACCEPTED, S.SUBMITTING: S.UPLOADED, S.PUBLISHING: S.COMPLETED, S.REPORTING: S.JOB_FAILED,
+    S.ACTING: S.HANDING_ON,
 }
 WORKING = frozenset(HOME)
-FINAL = frozenset({S.REJECTED, S.PUBLISHED, S.FAILED, S.GONE, S.SUPERSEDED})
+FINAL = frozenset({S.REJECTED, S.PUBLISHED, S.FAILED, S.GONE, S.SUPERSEDED, S.SKIPPED})
 #: Not handed to DeepVA yet: a version that vanishes here simply ends ``gone``, and a newer one supersedes it.
 UNSUBMITTED = (S.SETTLING, S.SETTLED, S.ACCEPTED, S.UPLOADED)
 ALL = tuple(State)
 
-_ALWAYS = frozenset({S.FAILED, S.GONE, S.SUPERSEDED})
+_ALWAYS = frozenset({S.FAILED, S.GONE, S.SUPERSEDED, S.HANDING_ON})
 #: Where a step may take a row from each state (a Wait or Retry keeps it at home, which is always allowed).
 EXITS: Mapping[State, frozenset[State]] = {
     S.SETTLING: _ALWAYS | {S.SETTLED, S.REJECTED},
-    S.SETTLED: _ALWAYS | {S.ACCEPTED, S.REJECTED},
+    S.SETTLED: _ALWAYS | {S.ACCEPTED, S.REJECTED, S.PUBLISHED},
     S.ACCEPTED: _ALWAYS | {S.UPLOADING},
     S.UPLOADING: _ALWAYS | {S.UPLOADED},
     S.UPLOADED: _ALWAYS | {S.SUBMITTING},
     S.SUBMITTING: _ALWAYS | {S.SUBMITTED},
     S.SUBMITTED: _ALWAYS | {S.COMPLETED, S.JOB_FAILED, S.UPLOADED, S.OVERDUE},
+    S.HANDING_ON: _ALWAYS,
+    S.ACTING: _ALWAYS | {S.PUBLISHED},
     S.OVERDUE: _ALWAYS | {S.COMPLETED, S.JOB_FAILED, S.UPLOADED},
     S.COMPLETED: _ALWAYS | {S.PUBLISHING},
     S.PUBLISHING: _ALWAYS | {S.PUBLISHED},
@@ -92,7 +102,7 @@ AT_DEEPVA = (S.SUBMITTED, S.OVERDUE)
 #: The state each stage takes its rows from: a file that failed in a stage goes back there on ``retry``.
 STAGE_ENTRY: Mapping[str, State] = {
     "settle": S.SETTLING, "sniff": S.SETTLED, "upload": S.ACCEPTED, "submit": S.UPLOADED, "track": S.SUBMITTED,
-    "publish": S.COMPLETED, "report": S.JOB_FAILED,
+    "publish": S.COMPLETED, "report": S.JOB_FAILED, "act": S.HANDING_ON,
 }
 #: Stages whose failure only a new DeepVA job can mend (the job itself failed).
 NEEDS_NEW_JOB = frozenset({"report"})

@@ -10,10 +10,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+import structlog
 import yaml
 
 FIXTURES = Path(__file__).parent / "fixtures" / "media"
@@ -30,6 +32,42 @@ def require_program(name: str) -> str:
     if IN_CI:
         pytest.fail(f"CI must have {name}: {message}")
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs the CLI points the logs at a captured stream that closes after it: put them back."""
+    logging = structlog.get_config()
+    yield
+    structlog.configure(**logging)
+
+
+def mount_or_skip(*args: str) -> None:
+    """Run mount(8) with ``args``: skipped where mounting is not allowed, failed in CI (which runs as root)."""
+    reason = "mounting needs root and mount(8)" if os.geteuid() != 0 or shutil.which("mount") is None else None
+    if reason is None:
+        done = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        reason = f"mount {' '.join(args)} failed: {done.stderr.strip()}"
+    if IN_CI:
+        pytest.fail(f"CI runs as root, yet {reason}")
+    pytest.skip(reason)
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` for the block."""
+    path.mkdir(parents=True, exist_ok=True)
+    mount_or_skip("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
+    try:
+        yield path
+    finally:
+        unmount(path)
 
 
 @pytest.fixture

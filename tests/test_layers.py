@@ -17,7 +17,7 @@ RANKS = {
     "sidecars": 2,
     "states": 3,
     "ledger": 4,
-    "flow": 5,
+    "flow": 5, "handoff": 5,
     "watch": 6, "stages": 6,
     "service": 7,
     "commands": 8,

@@ -8,14 +8,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from deepva_watch import log
 from deepva_watch.config import Config, load_config
 from deepva_watch.flow import folder_key
-from deepva_watch.ledger import Asset, Ledger, LedgerError
+from deepva_watch.ledger import Ledger, LedgerError
 from deepva_watch.ledger import open_ledger as open_ledger_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -23,6 +22,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 class CommandError(Exception):
     """Something the operator must fix before the command can run (no ledger yet, a path outside every folder)."""
+
+
+class UsageError(CommandError):
+    """The command was asked something it cannot mean (a folder that is not watched): exit code 2, like a bad option."""
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -62,30 +65,6 @@ def become_owner_of(path: Path) -> None:
     os.setuid(info.st_uid)
 
 
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
-
-
-def asset_json(asset: Asset, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
-    return {
-        "asset_id": asset.asset_id,
-        "folder": asset.folder,
-        "path": asset.relpath,
-        "state": asset.state,
-        "size": asset.size,
-        "attempts": asset.attempts,
-        "job_id": asset.job_id,
-        "job_state": asset.job_state,
-        "last_error": asset.last_error,
-        "created_at": iso(asset.created_at),
-        "updated_at": iso(asset.updated_at),
-        "age_seconds": round(max(0.0, now - asset.created_at), 1),
-    }
-
-
 def human_age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -117,6 +96,15 @@ class LedgerPath:
 
 def ledger_path(config: Config, given: str) -> LedgerPath:
     """Find the watched folder holding ``given`` (absolute, or relative to the current directory)."""
+    found = locate(config, given)
+    if found is None:
+        raise CommandError(f"{given} is not inside any watched folder")
+    return found
+
+
+def locate(config: Config, given: str, *, folder_itself: bool = False) -> LedgerPath | None:
+    """The watched folder holding ``given``, by its configured path or the path it resolves to (the innermost folder
+    when folders nest); with ``folder_itself`` a watched folder names itself, with the relative path ``""``."""
     candidates = {os.path.normpath(os.path.abspath(given))}
     try:
         candidates.add(str(Path(given).resolve()))
@@ -132,11 +120,11 @@ def ledger_path(config: Config, given: str) -> LedgerPath:
             pass
         for path in candidates:
             for root in roots:
-                if path.startswith(root.rstrip("/") + "/") and (best is None or len(root) > len(best[0])):
-                    best = (root, key, Path(path).relative_to(root).as_posix())
-    if best is None:
-        raise CommandError(f"{given} is not inside any watched folder")
-    return LedgerPath(given, best[1], best[2])
+                inside = path.startswith(root.rstrip("/") + "/") or (folder_itself and path == root)
+                if inside and (best is None or len(root) > len(best[0])):
+                    relpath = Path(path).relative_to(root).as_posix()
+                    best = (root, key, "" if relpath == "." else relpath)
+    return None if best is None else LedgerPath(given, best[1], best[2])
 
 
 def emit_json(document: Any, stream: TextIO | None = None) -> None:

@@ -247,10 +247,25 @@ class StageRunner:
             assert isinstance(outcome, Fail)
             target = State.FAILED
             changes.update(last_error=outcome.error, error_retryable=int(outcome.retryable), failed_in=self.stage.name)
+        target = self._handing_on(asset, target, changes)
         for column in ("last_error", "job_errors"):  # server text may echo a secret: never store it
             if isinstance(changes.get(column), str):
                 changes[column] = scrub(changes[column])
         return Move(asset, asset.state, target, changes)
+
+    def _handing_on(self, asset: Asset, target: State, changes: dict[str, Any]) -> State:
+        """A file about to end ``published`` or ``failed`` goes ``handing_on`` first when its folder has actions for
+        that outcome (the ``act`` stage runs them; failing there never starts ``on_failed``)."""
+        if target not in (State.PUBLISHED, State.FAILED) or self.stage.name == "act" \
+                or not self.services.knows_folder(asset):
+            return target
+        folder = self.services.folder(asset)
+        outcome = "done" if target == State.PUBLISHED else "failed"
+        if (folder.on_done if outcome == "done" else folder.on_failed) is None:
+            return target
+        changes.update(outcome=outcome, actions_folder=asset.folder, actions_done=0, move_target=None, attempts=0,
+                       next_attempt_at=self.services.clock.now())
+        return State.HANDING_ON
 
     def landed(self, decision: Decision, updated: Asset | None) -> None:
         """Log the transition, naming the file, and wake the stages that take its rows."""

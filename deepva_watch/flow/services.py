@@ -143,6 +143,10 @@ class Services:
         """The current config of the row's folder."""
         return self._folders[asset.folder]
 
+    def folder_named(self, key: str) -> FolderConfig | None:
+        """The current config of the folder the ledger names so, if it is still watched."""
+        return self._folders.get(key)
+
 
 def folder_key(folder: FolderConfig) -> str:
     """How the ledger names a folder: its absolute path as configured."""

@@ -59,6 +59,18 @@ class Asset:
     device: int | None = None
     inode: int | None = None
     """The file that was sniffed: later steps read only that file, never another put in its place."""
+    media_seconds: float | None = None
+    """A video's duration as probed when it was sniffed (what the daily budget counts)."""
+    outcome: str | None = None
+    """While ``handing_on``: ``done`` or ``failed``, where the row lands once its folder's actions have run."""
+    actions_folder: str | None = None
+    """Whose actions run (the folder the file was in when they began; ``move_to`` may take it into another)."""
+    actions_done: int = 0
+    last_action: str | None = None
+    move_target: str | None = None
+    """Where ``move_to`` is moving the file (chosen and committed before a byte moves, so a repeat finishes it)."""
+    location: str | None = None
+    """Where the file is now when an action moved it out of every watched folder."""
 
     @cached_property
     def path(self) -> Path:
@@ -118,6 +130,8 @@ class HistoryEntry:
     attempt: int
     error: str | None
     job_id: str | None
+    note: str | None = None
+    """What an action said (a command's exit code and last lines, an HTTP status, where a file was moved)."""
 
 
 class TransitionLost(Exception):

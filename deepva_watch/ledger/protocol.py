@@ -9,7 +9,7 @@ the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from deepva_watch.ledger.model import Asset, HistoryEntry, Move, Observation, Quota
@@ -28,12 +28,32 @@ class Ledger(Protocol):
         ...
 
     def observe_new_paths(
-        self, folder: str, sightings: Sequence[tuple[str, int, int]], now: float
+        self, folder: str, sightings: Sequence[tuple[str, int, int]], now: float, *,
+        skipped: Collection[str] = frozenset(),
     ) -> tuple[list[tuple[str, str]], list[tuple[str, int, int]]]:
-        """Sightings of never-seen paths, recorded in one go: ``([(relpath, asset_id)], [sightings left over])``."""
+        """Sightings of never-seen paths, recorded in one go: ``([(relpath, asset_id)], [sightings left over])``.
+        Paths in ``skipped`` are recorded ``skipped`` (present when the folder was first watched) and not returned."""
+        ...
+
+    def folder_first_seen(self, folder: str) -> float | None:
+        """When the ledger first recorded a scan of this folder; None: never (its next scan is its first)."""
+        ...
+
+    def mark_folder_seen(self, folder: str, now: float) -> None:
+        """Record the folder's first scan as done (a later call changes nothing)."""
+        ...
+
+    def spent_since(self, since: float) -> tuple[float, int]:
+        """Seconds of video and number of images handed to DeepVA (jobs created) since that time."""
         ...
 
     def latest_versions(self, folder: str) -> Latest: ...
+
+    def latest_versions_page(self, folder: str, after: str, limit: int) -> list[tuple[str, int, int, str]]:
+        """Each path's newest version as ``(relpath, size, mtime_ns, state)``, for up to ``limit`` paths that come
+        after ``after`` in code-point order, in that order: a reconcile pages through a million files without holding
+        them all (:func:`deepva_watch.watch.discover.latest_in_order`)."""
+        ...
 
     def mark_gone_many(self, folder: str, relpaths: Sequence[str], now: float) -> list[tuple[str, str]]:
         """Versions not yet handed to DeepVA of paths that vanished end ``gone``: ``[(relpath, asset_id)]``."""
@@ -139,6 +159,23 @@ class Ledger(Protocol):
 
     def forget_idle(self, folder: str, relpath: str) -> int:
         """Delete every version of a path unless a worker holds one; returns the rows deleted."""
+        ...
+
+    def retirement_candidates(self, before: float, after_id: int, limit: int) -> list[Asset]:
+        """Rows in a final state last changed before that time, by id after ``after_id`` (retention's walk)."""
+        ...
+
+    def retire(self, row_ids: Sequence[int], before: float) -> int:
+        """Delete these rows and their history, each only if still final and unchanged since ``before``."""
+        ...
+
+    def prune_history(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` history entries older than that time, of rows in a final state."""
+        ...
+
+    def finished_since(self, after: int, limit: int) -> list[tuple[int, float, Asset]]:
+        """Files that ended ``published`` or ``failed`` after the cursor ``after``, in commit order: ``(cursor, when,
+        row)``; the cursor is the story entry's id, so a reader that stops and comes back misses nothing."""
         ...
 
     def problem(self) -> str | None:

@@ -85,14 +85,15 @@ class Health:
         folder_statuses: Callable[[], Sequence[FolderState]],
         ledger_problem: Callable[[], str | None],
         api_paused: Callable[[], str | None] = lambda: None,
-        overdue: Callable[[], str | None] = lambda: None,
+        ledger_warnings: Sequence[Callable[[], str | None]] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_failure_seconds = api_failure_seconds
         self.folder_statuses = folder_statuses
         self.ledger_problem = ledger_problem
         self.api_paused = api_paused
-        self.overdue = overdue
+        self.ledger_warnings = ledger_warnings
+        """Asked only while the ledger answers: jobs running too long, the daily budget reached."""
         self.clock = clock
         self._lock = threading.Lock()
         self._failing_since: float | None = None
@@ -134,10 +135,8 @@ class Health:
         problem = self.ledger_problem()
         if problem:
             reasons.append(f"ledger not writable: {problem}")
-        else:  # the ledger answers: ask it about jobs that take too long
-            overdue = self.overdue()
-            if overdue:
-                warnings.append(overdue)
+        else:
+            warnings.extend(warning for ask in self.ledger_warnings if (warning := ask()))
         paused = self.api_paused()
         if paused:
             reasons.append(f"all DeepVA work is paused: {paused}")

@@ -14,10 +14,11 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from deepva_watch import __version__
+from deepva_watch.flow.budget import BudgetState
 from deepva_watch.states import FINAL
 from deepva_watch.service.health import FolderState
 
@@ -93,6 +94,29 @@ class _LedgerCollector(Collector):
         yield unnamed
 
 
+class _BudgetCollector(Collector):
+    """Today's spending and whether a cap is reached, read from the ledger at scrape time (nothing when no cap)."""
+
+    def __init__(self, budget: Callable[[], BudgetState | None]) -> None:
+        self.budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            state = self.budget()
+        except Exception as error:  # the ledger's state is reported by health
+            log.warning("metrics_ledger_unreadable", error=repr(error)[:300])
+            return
+        if state is None:
+            return
+        spent = GaugeMetricFamily("deepva_watch_budget_spent", "Handed to DeepVA today: video minutes and images.",
+                                  labels=["kind"])
+        spent.add_metric(["video_minutes"], state.video_minutes)
+        spent.add_metric(["images"], state.images)
+        yield spent
+        yield GaugeMetricFamily("deepva_watch_budget_reached", "1 while a daily cap is reached (work waits).",
+                                value=1 if state.reached else 0)
+
+
 class Metrics:
     """The daemon's metrics. ``clock`` is wall-clock seconds, the unit of ``FolderStatus.last_scan_at``."""
 
@@ -103,6 +127,7 @@ class Metrics:
         folder_statuses: Callable[[], Sequence[FolderState]],
         clock: Callable[[], float] = time.time,
         overdue_jobs: Callable[[], int] = lambda: 0,
+        budget: Callable[[], BudgetState | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         Info("deepva_watch_build", "Version of deepva-watch.", registry=self.registry).info({"version": __version__})
@@ -123,6 +148,7 @@ class Metrics:
         )
         Gauge("deepva_watch_jobs_overdue", "DeepVA jobs running longer than overdue_job_seconds.",
               registry=self.registry).set_function(lambda: _count_or_nan(overdue_jobs))
+        self.registry.register(_BudgetCollector(budget))
         self.registry.register(_LedgerCollector(ledger_counts, folder_statuses, clock))
 
     def uploaded_bytes(self, count: int) -> None:

@@ -86,6 +86,10 @@ class ExistingSidecar:
         found = self._dvw(local)
         return text_of(found[0]) if found else None
 
+    def provenance(self, local: str) -> str | None:
+        """One field of our provenance block (``JobId``, ``SourceHash``, ``Modules`` …), or None."""
+        return self._dvw_text(local)
+
     def dvw_bag(self, local: str) -> set[str]:
         return {text for prop in self._dvw(local) for text in array_texts(prop)}
 

@@ -1,4 +1,5 @@
-"""The flow, in order: settle → sniff → upload → submit → track → publish (and report, for jobs DeepVA failed).
+"""The flow, in order: settle → sniff → upload → submit → track → publish (and report, for jobs DeepVA failed), then
+act, where a folder hands finished files on (``on_done``, ``on_failed``).
 
 Discovery (:mod:`deepva_watch.watch`) feeds the ledger; every stage here is a step the generic runner
 (:mod:`deepva_watch.flow.runner`) applies to ledger rows. This list is the one place that orders them and says how
@@ -12,7 +13,7 @@ from deepva_watch.stages import track
 from deepva_watch.stages.publish import publish, report
 from deepva_watch.stages.settle import settle
 from deepva_watch.stages.sniff import sniff_asset
-from deepva_watch.stages.submit import active_jobs, create_job
+from deepva_watch.stages import act, submit
 from deepva_watch.stages.upload import upload, upload_window
 from deepva_watch.states import AT_DEEPVA, State
 
@@ -27,12 +28,14 @@ STAGES: tuple[AnyStage, ...] = (
     Stage("upload", (State.ACCEPTED,), upload, services_only, working=State.UPLOADING,
           workers=lambda config: config.max_uploads, batch=8, claim_bytes=UPLOAD_CLAIM_BYTES,
           admission=Admission(room=upload_window, needs_api=True, freed_by=(State.SUBMITTED,))),
-    Stage("submit", (State.UPLOADED,), create_job, services_only, working=State.SUBMITTING, batch=8,
-          admission=Admission(quota=active_jobs, needs_api=True, freed_by=(State.COMPLETED, State.JOB_FAILED, State.OVERDUE))),
+    Stage("submit", (State.UPLOADED,), submit.create_job, submit.begin, working=State.SUBMITTING, batch=8,
+          admission=Admission(quota=submit.active_jobs, needs_api=True, freed_by=(State.COMPLETED, State.JOB_FAILED, State.OVERDUE))),
     Stage("track", AT_DEEPVA, track.track, track.begin, batch=track.BATCH, together=track.TOGETHER_SECONDS,
           admission=Admission(room=track.room, rest=track.rest, needs_api=True)),
     Stage("publish", (State.COMPLETED,), publish, services_only, working=State.PUBLISHING,
           workers=lambda config: PUBLISH_WORKERS, batch=4, admission=Admission(needs_api=True)),
     Stage("report", (State.JOB_FAILED,), report, services_only, working=State.REPORTING, batch=4,
           admission=Admission(needs_api=True)),
+    Stage("act", (State.HANDING_ON,), act.act, services_only, working=State.ACTING,
+          workers=lambda config: act.ACT_WORKERS),
 )

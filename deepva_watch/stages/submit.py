@@ -1,10 +1,13 @@
-"""SUBMIT: create the mining job with the folder's modules, tagged with the asset id.
+"""SUBMIT: create the mining job with the folder's modules, tagged with the asset id, within the daily budget.
 
 Creating a job is not idempotent and may succeed even when the answer is lost, so a row that may already have a job
 (``submit_attempted``) first looks for a job carrying its tag before it creates one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -13,6 +16,7 @@ from deepva_watch.deepva import DeepVAError, Job
 from deepva_watch.deepva.errors import may_have_been_applied
 from deepva_watch.deepva.webhook import webhook_request
 from deepva_watch.flow import Advance, Fail, Outcome, Retry, Services
+from deepva_watch.flow.budget import Allowance
 from deepva_watch.flow.policy import outcome_for
 from deepva_watch.ledger import Asset, Quota
 from deepva_watch.sources import SourceMappingError, job_source
@@ -27,7 +31,20 @@ def active_jobs(config: Config) -> Quota:
     return Quota((State.SUBMITTING, State.SUBMITTED), config.max_active_jobs)
 
 
-def create_job(services: Services, asset: Asset) -> Outcome:
+@dataclass
+class Submissions:
+    """What a batch of job creations shares: the daily budget left for it."""
+
+    services: Services
+    allowance: Allowance
+
+
+def begin(services: Services, assets: Sequence[Asset]) -> Submissions:
+    return Submissions(services, Allowance(services))
+
+
+def create_job(batch: Submissions, asset: Asset) -> Outcome:
+    services = batch.services
     folder = services.folder(asset)
     try:
         if asset.submit_attempted:
@@ -36,6 +53,8 @@ def create_job(services: Services, asset: Asset) -> Outcome:
                 job = min(existing, key=lambda found: (found.time_created is None, found.time_created, found.id))
                 log.info("job_found_by_tag", job_id=job.id, jobs_with_tag=len(existing))
                 return submitted(services, job, expected_seconds(services.ledger, asset.kind))
+        if (over_budget := batch.allowance.take(asset)) is not None:
+            return over_budget
         source = job_source(folder, asset.path, asset.storage_url)
         job = services.client.create_job(
             [source], dict(folder.modules), tag=asset.asset_id,

@@ -13,6 +13,7 @@ import structlog
 
 from deepva_watch.deepva import DeepVAError, SourceChanged
 from deepva_watch.flow import Advance, Changed, Outcome, Retry, Services
+from deepva_watch.flow.budget import budget_wait
 from deepva_watch.flow.policy import changed_outcome, outcome_for
 from deepva_watch.ledger import Asset
 from deepva_watch.media.files import Identity, VersionChanged, open_version
@@ -36,6 +37,8 @@ def upload_window(services: Services) -> int:
 
 
 def upload(services: Services, asset: Asset) -> Outcome:
+    if (over_budget := budget_wait(services, asset)) is not None:
+        return over_budget
     folder = services.folder(asset)
     identity = Identity(asset.device, asset.inode) if asset.device is not None and asset.inode is not None else None
     try:

@@ -5,10 +5,12 @@ periodically, after an overflow and on every poll, that reconcile the folder wit
 ledger calls, so the ledger decides what is new. When and how to scan is :mod:`.supervisor`'s business; this
 module knows what a candidate file is, how to walk a tree cheaply, and how to turn a scan into ledger writes.
 
-Cost matters here more than anywhere else: a newsroom share holds hundreds of thousands of files and is polled every
-few seconds. A scan is one ``os.scandir`` per folder and one ``lstat`` per file (the one ``DirEntry`` caches), no
-``Path`` objects, and a compiled name filter; the result is a plain ``relpath -> (size, mtime_ns)`` dict, compared in
-memory with the previous scan or with :meth:`Ledger.latest_versions`, so an unchanged tree costs no ledger writes.
+Cost matters here more than anywhere else: a newsroom share holds up to a million files and is polled every few
+seconds. A scan is one ``os.scandir`` per folder and one ``lstat`` per entry (the one ``DirEntry`` caches), no
+``Path`` objects, and a compiled name filter; the result is a :class:`~.snapshot.Snapshot` (per folder, the names in
+one string and sizes and mtimes in two arrays), compared folder by folder with the previous scan, or with the ledger
+read page by page in path order, so an unchanged tree costs no ledger writes and no dictionary of every file. What a
+scan finds is written in transactions of :data:`CHUNK` files.
 """
 
 from __future__ import annotations
@@ -17,19 +19,23 @@ import fnmatch
 import os
 import re
 import stat
+import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Collection, Iterable, Iterator
 
 import structlog
 
 from deepva_watch import states
-from deepva_watch.config import FolderConfig
+from deepva_watch.config import FolderConfig, NewerThan, newer_than_cutoff
 from deepva_watch.ledger import Ledger, Observation
 from deepva_watch.media.fingerprint import fingerprint
 from deepva_watch.flow import folder_key
 from deepva_watch.sidecars import is_sidecar_name
 from deepva_watch.sidecars.naming import CORRUPT_MARKER, JSON_SUFFIX, XMP_SUFFIX
+from deepva_watch.watch.snapshot import Known, Listing, by_folder, folder_changes, unlisted
+from deepva_watch.watch.snapshot import Sighting as Sighting, Snapshot as Snapshot  # what callers of a scan meet
 
 log = structlog.get_logger("deepva_watch.discover")
 
@@ -39,20 +45,15 @@ _LITTER = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 _NEVER_SUFFIXES = _TEMPORARY_SUFFIXES + (XMP_SUFFIX, JSON_SUFFIX)
 _CORRUPT_SIDECAR = XMP_SUFFIX + CORRUPT_MARKER
 
-#: A scan's result: relative path (POSIX separators) -> (size, mtime_ns).
-Snapshot = dict[str, tuple[int, int]]
+#: Files recorded per ledger transaction while a scan is applied, and paths read from the ledger per page.
+CHUNK = 10_000
+#: New files of one scan logged one by one; the rest are counted in one line.
+_LOGGED_ONE_BY_ONE = 50
 
 #: How far a remount may shift a known file's modification time and still be the same file (SMB and FAT round to
 #: 2 s; a server in another time zone shifts by whole hours), provided size and sampled content hash also agree.
 _ROUNDING_NS = 2_000_000_000
 _HOUR_NS = 3600 * 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Sighting:
-    relpath: str
-    size: int
-    mtime_ns: int
 
 
 class NameFilter:
@@ -151,28 +152,35 @@ class ScanResult:
     unknown, not gone); ``unnamed`` the files and folders skipped because their names are not UTF-8 (shown escaped);
     ``root_error`` is set when the root itself could not be listed."""
 
-    files: Snapshot = field(default_factory=dict)
+    snapshot: Snapshot = field(default_factory=Snapshot)
     folders: int = 0
     unreadable: list[str] = field(default_factory=list)
     unnamed: list[str] = field(default_factory=list)
     root_error: str | None = None
     root_entries: int = 0
 
+    @property
+    def files(self) -> dict[str, tuple[int, int]]:
+        """``relpath -> (size, mtime_ns)``, built on each call: for tools and tests, not for a million files."""
+        return dict(self.snapshot.items())
 
-def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
+
+def scan_tree(folder: FolderConfig, under: str = "", *,
+              each_folder: Callable[[str, Listing], None] | None = None) -> ScanResult:
     """Walk the folder (or only its sub-folder ``under``): candidate regular files with their size and mtime.
 
     Symlinks are not followed unless the folder says so, and then every folder is entered once per (device, inode),
     so a link loop ends. FIFOs, sockets and device files are recognised from ``lstat`` alone and never opened.
+    ``each_folder`` is handed each folder's listing as soon as it is complete (a poll records what is new meanwhile).
     """
     root = str(folder.path.absolute())
     accept = name_filter(folder)
     plain = accept.plain
     follow = folder.follow_symlinks
     recursive = folder.recursive
-    min_size, max_size = folder.min_size, folder.max_size
+    min_size = folder.min_size
+    max_size = folder.max_size if folder.max_size is not None else 1 << 63
     result = ScanResult()
-    files = result.files
     visited: set[tuple[int, int]] = set()
     if follow:
         try:
@@ -188,7 +196,8 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
         return result
     top = start + "/" if start else ""
     pending: list[tuple[str, str]] = [(top, root + "/" + start if start else root)]
-    is_regular = stat.S_ISREG
+    is_regular, is_folder = stat.S_ISREG, stat.S_ISDIR
+    snapshot = result.snapshot
     while pending:
         prefix, directory = pending.pop()
         try:
@@ -201,6 +210,10 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
             continue
         result.folders += 1
         at_top = prefix == top
+        names: list[str] = []
+        sizes, mtimes = array("q"), array("q")
+        add_name, add_size, add_mtime = names.append, sizes.append, mtimes.append  # this loop runs once per file
+        below: list[tuple[str, str]] = []
         with iterator:
             for entry in iterator:  # one entry at a time: a share's top folder may hold hundreds of thousands
                 if at_top:
@@ -209,42 +222,50 @@ def scan_tree(folder: FolderConfig, under: str = "") -> ScanResult:
                 if name[0] == ".":
                     continue
                 try:
-                    if entry.is_dir(follow_symlinks=follow):
-                        if recursive and not storable(name):
-                            result.unnamed.append(shown(prefix + name + "/"))
-                        elif recursive:
-                            if follow:
-                                info = entry.stat()
-                                identity = (info.st_dev, info.st_ino)
-                                if identity in visited:
-                                    continue  # a link back into a folder we already walk: a loop, or a second way in
-                                visited.add(identity)
-                            pending.append((prefix + name + "/", entry.path))
-                        continue
-                    info = entry.stat(follow_symlinks=follow)
+                    info = entry.stat(follow_symlinks=follow)  # the one stat; the mode tells a folder from a file
                 except OSError:
                     continue  # vanished between listing and stat, or a dangling link
-                if not is_regular(info.st_mode):
+                mode = info.st_mode
+                if is_folder(mode):
+                    if not recursive:
+                        continue
+                    if not storable(name):
+                        result.unnamed.append(shown(prefix + name + "/"))
+                        continue
+                    if follow:
+                        identity = (info.st_dev, info.st_ino)
+                        if identity in visited:
+                            continue  # a link back into a folder we already walk: a loop, or a second way in
+                        visited.add(identity)
+                    below.append((prefix + name + "/", entry.path))
+                    continue
+                if not is_regular(mode):
                     continue
                 size = info.st_size
-                if size < min_size or (max_size is not None and size > max_size):
+                if not min_size <= size <= max_size:
                     continue
                 lowered = name.lower()  # the never-media rules, inline: this line runs once per file of the tree
                 if lowered.endswith(_NEVER_SUFFIXES) or lowered in _LITTER or _CORRUPT_SIDECAR in lowered:
                     continue
-                relpath = prefix + name
-                if not (plain or accept.name_ok(relpath, name)):
+                if not (plain or accept.name_ok(prefix + name, name)):
                     continue
-                if storable(name):
-                    files[relpath] = (size, info.st_mtime_ns)
+                if name.isascii() or storable(name):
+                    add_name(name)
+                    add_size(size)
+                    add_mtime(info.st_mtime_ns)
                 else:  # one such name must not stop the folder: skipped, and said so
-                    result.unnamed.append(shown(relpath))
+                    result.unnamed.append(shown(prefix + name))
+        listing = snapshot.add(prefix, names, sizes, mtimes)
+        if each_folder is not None:
+            each_folder(prefix, listing)
+        below.sort(reverse=True)  # taken in path order: a first scan's rows reach the ledger's indexes in order
+        pending.extend(below)
     return result
 
 
 def scan(folder: FolderConfig) -> Iterator[Sighting]:
     """Every candidate file in the folder, as sightings."""
-    for relpath, (size, mtime_ns) in scan_tree(folder).files.items():
+    for relpath, (size, mtime_ns) in scan_tree(folder).snapshot.items():
         yield Sighting(relpath, size, mtime_ns)
 
 
@@ -276,38 +297,143 @@ def record_sighting(ledger: Ledger, folder: FolderConfig, sighting: Sighting, no
 def record_sightings(ledger: Ledger, folder: FolderConfig, sightings: Iterable[Sighting], now: float) -> list[str]:
     """Record many sightings: never-seen paths in one transaction, the rest one by one. Returns the paths that got a
     new version."""
-    key = folder_key(folder)
-    batch = [(s.relpath, s.size, s.mtime_ns) for s in sightings]
-    if not batch:
-        return []
-    inserted, leftover = ledger.observe_new_paths(key, batch, now)
-    for relpath, asset_id in inserted[:50]:
-        log.info("discovered", folder=key, path=relpath, asset_id=asset_id, outcome="new")
-    if len(inserted) > 50:
-        log.info("discovered_many", folder=key, files=len(inserted), note="only the first 50 are logged one by one")
-    new = [relpath for relpath, _ in inserted]
-    for relpath, size, mtime_ns in leftover:
-        if record_sighting(ledger, folder, Sighting(relpath, size, mtime_ns), now).outcome in ("new", "revived"):
-            new.append(relpath)
+    inserted, new = _record(ledger, folder, sightings, now)
+    _log_discovered(folder_key(folder), inserted)
+    if len(inserted) > _LOGGED_ONE_BY_ONE:
+        log.info("discovered_many", folder=folder_key(folder), files=len(inserted),
+                 note=f"only the first {_LOGGED_ONE_BY_ONE} are logged one by one")
     return new
 
 
-def changed_since(previous: Mapping[str, tuple[int, int]], current: Snapshot) -> list[Sighting]:
-    """Files in ``current`` that ``previous`` did not have, or had with another size or mtime."""
-    get = previous.get
-    return [Sighting(relpath, *version) for relpath, version in current.items() if get(relpath) != version]
+def _record(ledger: Ledger, folder: FolderConfig, sightings: Iterable[Sighting], now: float,
+            skipped: Collection[str] = frozenset()) -> tuple[list[tuple[str, str]], list[str]]:
+    """``([(relpath, asset_id)] inserted in one go, [paths with a new version])``; those in ``skipped`` are recorded
+    ``skipped`` and in neither list."""
+    batch = list(sightings)
+    if not batch:
+        return [], []
+    inserted, leftover = ledger.observe_new_paths(folder_key(folder), batch, now, skipped=skipped)
+    new = [relpath for relpath, _ in inserted]
+    for sighting in leftover:
+        if record_sighting(ledger, folder, Sighting(*sighting), now).outcome in ("new", "revived"):
+            new.append(sighting[0])
+    return inserted, new
 
 
-def changed_against_ledger(
-    latest: Mapping[str, tuple[int, int, str]], current: Snapshot
-) -> list[Sighting]:
-    """Files whose newest ledger version differs from what is on disk (or that ended ``gone`` and are back)."""
-    changed = []
-    for relpath, (size, mtime_ns) in current.items():
-        known = latest.get(relpath)
-        if known is None or known[0] != size or known[1] != mtime_ns or known[2] == states.State.GONE:
-            changed.append(Sighting(relpath, size, mtime_ns))
-    return changed
+def _log_discovered(key: str, inserted: list[tuple[str, str]], limit: int = _LOGGED_ONE_BY_ONE) -> None:
+    for relpath, asset_id in inserted[:limit]:
+        log.info("discovered", folder=key, path=relpath, asset_id=asset_id, outcome="new")
+
+
+class _Recording:
+    """What applying one scan writes, in transactions of :data:`CHUNK` files, and what it says when done.
+
+    ``now`` gives the time each transaction records. With ``flush_after`` set, what waits is also written once that
+    many seconds have passed since the last write, and ``on_new`` is told of each write that recorded a new version.
+    """
+
+    def __init__(self, ledger: Ledger, folder: FolderConfig, now: Callable[[], float], blind: tuple[str, ...] = (), *,
+                 flush_after: float | None = None, on_new: Callable[[], None] | None = None) -> None:
+        self.ledger, self.folder, self.now, self.blind = ledger, folder, now, blind
+        self.flush_after, self.on_new = flush_after, on_new
+        self.flushed_at = float("-inf")
+        self.sightings: list[Sighting] = []
+        self.skip: set[str] = set()
+        self.missing: list[str] = []
+        self.new: list[str] = []
+        self.inserted = self.skipped = self.gone = 0
+
+    def add(self, sightings: list[Sighting], skip: Collection[str] = ()) -> None:
+        if not sightings:
+            return
+        self.sightings.extend(sightings)
+        self.skip.update(skip)
+        if len(self.sightings) >= CHUNK or (
+                self.flush_after is not None and time.monotonic() - self.flushed_at >= self.flush_after):
+            self.flush()
+
+    def vanished(self, relpaths: Iterable[str]) -> None:
+        """Paths that were there and are not now: checked one by one and marked when flushed."""
+        self.missing.extend(relpath for relpath in relpaths if not relpath.startswith(self.blind))
+        if len(self.missing) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if self.sightings:
+            new_before = len(self.new)
+            inserted, new = _record(self.ledger, self.folder, self.sightings, self.now(), self.skip)
+            _log_discovered(folder_key(self.folder), inserted, max(0, _LOGGED_ONE_BY_ONE - self.inserted))
+            self.inserted += len(inserted)
+            self.new.extend(new)
+            self.skipped += len(self.skip)
+            self.sightings, self.skip = [], set()
+            if self.on_new is not None and len(self.new) > new_before:
+                self.on_new()
+        if self.missing:
+            self.gone += mark_vanished(self.ledger, self.folder, self.missing, self.now())
+            self.missing = []
+
+    def finish(self) -> tuple[list[str], int]:
+        self.flush()
+        key = folder_key(self.folder)
+        if self.inserted > _LOGGED_ONE_BY_ONE:
+            log.info("discovered_many", folder=key, files=self.inserted,
+                     note=f"only the first {_LOGGED_ONE_BY_ONE} are logged one by one")
+        if self.skipped:
+            log.info("existing_skipped", folder=key, files=self.skipped, rule=_rule_text(self.folder.existing),
+                     note="present when the folder was first watched; a later change to one is processed")
+        return self.new, self.gone
+
+
+class Poll:
+    """One poll, compared with the scan before it folder by folder while the walk goes on
+    (``scan_tree(folder, each_folder=poll.listed)``), then :meth:`finish`.
+
+    A new or changed file is recorded as soon as its folder is listed (written at most once a second, and in
+    transactions of :data:`CHUNK`), so it is in the ledger within one poll cycle wherever it sits in the tree, not a
+    cycle plus a whole walk. What vanished is marked only in :meth:`finish`, which the caller reaches only once it has
+    checked that the share did not drop during the walk: a folder missed because of that is not gone.
+    """
+
+    FLUSH_AFTER_SECONDS = 1.0
+
+    def __init__(self, ledger: Ledger, folder: FolderConfig, previous: Snapshot, now: Callable[[], float],
+                 on_new: Callable[[], None] | None = None) -> None:
+        self.previous = previous
+        self._recording = _Recording(ledger, folder, now, flush_after=self.FLUSH_AFTER_SECONDS, on_new=on_new)
+        self._missing: list[str] = []
+
+    def listed(self, prefix: str, listing: Listing) -> None:
+        changed, missing = folder_changes(prefix, self.previous.listings.get(prefix), listing)
+        self._recording.add(changed)
+        self._missing.extend(missing)
+
+    def finish(self, current: Snapshot, unreadable: Iterable[str] = ()) -> tuple[list[str], int]:
+        """Returns (paths with a new version, versions marked gone); files below ``unreadable`` are not gone."""
+        self._recording.blind = tuple(prefix + "/" for prefix in unreadable)
+        self._recording.vanished(self._missing)
+        self._recording.vanished(unlisted(self.previous, current))
+        return self._recording.finish()
+
+
+def latest_in_order(ledger: Ledger, key: str, after: str = "") -> Iterator[Known]:
+    """Each path's newest version in the ledger, in path order, read a page at a time (each page its own query, so
+    the caller may write between pages)."""
+    while True:
+        rows = ledger.latest_versions_page(key, after, CHUNK)
+        yield from rows
+        if len(rows) < CHUNK:
+            return
+        after = rows[-1][0]
+
+
+def latest_under(ledger: Ledger, key: str, prefix: str) -> Iterator[Known]:
+    """The newest versions of the paths below one sub-folder (``prefix`` ends with a slash)."""
+    for row in latest_in_order(ledger, key, after=prefix):
+        if not row[0].startswith(prefix):
+            return
+        yield row
 
 
 def reidentify(ledger: Ledger, folder: FolderConfig, sighting: Sighting, now: float) -> bool:
@@ -363,36 +489,81 @@ def apply_scan(
     current: Snapshot,
     now: float,
     *,
-    previous: Mapping[str, tuple[int, int]] | None = None,
+    previous: Snapshot | None = None,
     unreadable: Iterable[str] = (),
 ) -> tuple[list[str], int]:
     """Bring the ledger in line with one scan. Returns (paths with a new version, versions marked gone).
 
-    With ``previous`` (the last scan, while polling) only the difference between the two scans is looked at; without
-    it the scan is reconciled with the ledger itself, which costs one query however big the folder is. Files below an
-    ``unreadable`` sub-folder are unknown, not gone.
+    With ``previous`` (the last scan, while polling) only the folders that differ between the two scans are looked
+    at; without it the scan is reconciled with the ledger itself, read in path order a page at a time. Files below an
+    ``unreadable`` sub-folder are unknown, not gone. On the folder's first scan its ``existing`` rule decides which of
+    the files present are recorded ``skipped``.
     """
-    key = folder_key(folder)
-    blind = tuple(prefix + "/" for prefix in unreadable)
     if previous is not None:
-        changed = changed_since(previous, current)
-        missing: Iterable[str] = [relpath for relpath in previous if relpath not in current]
-    else:
-        latest = ledger.latest_versions(key)
-        changed = changed_against_ledger(latest, current)
-        changed = [s for s in changed if not _reidentified(ledger, folder, latest, s, now)]
-        missing = [relpath for relpath, (_, _, state) in latest.items()
-                   if state in states.UNSUBMITTED and relpath not in current]
-    if blind:
-        missing = [relpath for relpath in missing if not relpath.startswith(blind)]
-    new = record_sightings(ledger, folder, changed, now)
-    return new, mark_vanished(ledger, folder, missing, now)
+        poll = Poll(ledger, folder, previous, lambda: now)
+        for prefix, listing in current.listings.items():
+            poll.listed(prefix, listing)
+        return poll.finish(current, unreadable)
+    key = folder_key(folder)
+    recording = _Recording(ledger, folder, lambda: now, tuple(prefix + "/" for prefix in unreadable))
+    first_scan = ledger.folder_first_seen(key) is None
+    for changed, unseen, missing in _against_ledger(ledger, folder, current, now):
+        recording.add(changed)
+        recording.add(unseen, existing_to_skip(folder, unseen, now) if first_scan else ())
+        recording.vanished(missing)
+    new_and_gone = recording.finish()
+    if first_scan:  # after its files are recorded: a scan cut short by a kill is a first scan again
+        ledger.mark_folder_seen(key, now)
+    return new_and_gone
 
 
-def _reidentified(ledger: Ledger, folder: FolderConfig, latest: Mapping[str, tuple[int, int, str]],
-                  sighting: Sighting, now: float) -> bool:
-    known = latest.get(sighting.relpath)
-    if known is None or known[0] != sighting.size or known[2] in states.UNSUBMITTED or known[2] == states.State.GONE:
+def _against_ledger(ledger: Ledger, folder: FolderConfig, current: Snapshot,
+                    now: float) -> Iterator[tuple[list[Sighting], list[Sighting], list[str]]]:
+    """For each folder, on disk or in the ledger: (files whose newest ledger version differs, or ended ``gone`` and
+    are back; files the ledger never saw; paths not yet handed to DeepVA that are no longer there)."""
+    listings = current.listings
+    compared: set[str] = set()
+    for prefix, known in by_folder(latest_in_order(ledger, folder_key(folder))):
+        compared.add(prefix)
+        listing = listings.get(prefix)
+        changed: list[Sighting] = []
+        unseen: list[Sighting] = []
+        if listing is not None:
+            for name, size, mtime_ns in listing.entries():
+                row = known.get(name)
+                if row is None:
+                    unseen.append(Sighting(prefix + name, size, mtime_ns))
+                elif row[1] != size or row[2] != mtime_ns or row[3] == states.State.GONE:
+                    sighting = Sighting(prefix + name, size, mtime_ns)
+                    if not _reidentified(ledger, folder, row, sighting, now):
+                        changed.append(sighting)
+        present = listing.name_set() if listing is not None else set()
+        missing = [prefix + name for name, row in known.items() if row[3] in states.UNSUBMITTED and name not in present]
+        if changed or unseen or missing:
+            yield changed, unseen, missing
+    for prefix, listing in listings.items():
+        if prefix not in compared:
+            yield [], [Sighting(prefix + name, size, mtime_ns) for name, size, mtime_ns in listing.entries()], []
+
+
+def existing_to_skip(folder: FolderConfig, present: Iterable[Sighting], first_seen: float) -> set[str]:
+    """Of the files present at a folder's first scan, those its ``existing`` rule skips."""
+    rule = folder.existing
+    if rule == "process":
+        return set()
+    if rule == "skip":
+        return {sighting.relpath for sighting in present}
+    cutoff_ns = newer_than_cutoff(rule.newer_than, first_seen=first_seen) * 1e9
+    return {sighting.relpath for sighting in present if sighting.mtime_ns <= cutoff_ns}
+
+
+def _rule_text(rule: str | NewerThan) -> str:
+    return rule if isinstance(rule, str) else f"newer_than {rule.newer_than}"
+
+
+def _reidentified(ledger: Ledger, folder: FolderConfig, known: Known, sighting: Sighting, now: float) -> bool:
+    """``known``: the path's newest version in the ledger, ``(relpath, size, mtime_ns, state)``."""
+    if known[1] != sighting.size or known[3] in states.UNSUBMITTED or known[3] == states.State.GONE:
         return False
     return reidentify(ledger, folder, sighting, now)
 
@@ -427,5 +598,5 @@ def reconcile(ledger: Ledger, folder: FolderConfig, now: float) -> tuple[int, in
     if result.root_error is not None:
         log.warning("folder_unavailable", folder=folder_key(folder), reason=result.root_error, note="nothing is marked gone")
         return 0, 0
-    _, gone = apply_scan(ledger, folder, result.files, now, unreadable=result.unreadable)
-    return len(result.files), gone
+    _, gone = apply_scan(ledger, folder, result.snapshot, now, unreadable=result.unreadable)
+    return len(result.snapshot), gone

@@ -21,7 +21,8 @@ What the worker does, each time it wakes (on an event, a request, or at least ev
    folder is polled until the next start. A tree too big for the inotify watch limit is polled from the start, with
    a warning naming the sysctl to raise.
 3. **Polling** (SMB, NFS, FUSE): every ``poll_interval_seconds`` a scan is compared with the previous one in memory;
-   every ``rescan_interval_seconds`` with the ledger itself.
+   every ``rescan_interval_seconds`` with the ledger itself. The last scan is kept in its compact form
+   (:mod:`.snapshot`), so that a share of a million files costs tens of megabytes between polls, not gigabytes.
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ from typing import Callable
 
 import structlog
 
-from deepva_watch import states
 from deepva_watch.config import FolderConfig
 from deepva_watch.ledger import Ledger
 from deepva_watch.flow import Clock, folder_key
+from deepva_watch.states import UNSUBMITTED, State
 from deepva_watch.watch.discover import (
+    Poll,
     Sighting,
     Snapshot,
     apply_scan,
+    latest_in_order,
+    latest_under,
     mark_vanished,
     never_recorded,
     record_sightings,
@@ -379,15 +383,14 @@ class FolderWatch:
             relpath = relative(self.root, Path(path))
             self._folders_in.discard(path)
             if relpath and relpath != ".":
-                for relpath_in, (size, mtime_ns) in scan_tree(self.folder, under=relpath).files.items():
+                for relpath_in, (size, mtime_ns) in scan_tree(self.folder, under=relpath).snapshot.items():
                     sightings[relpath_in] = Sighting(relpath_in, size, mtime_ns)
         gone_paths = [relpath for path in left if (relpath := relative(self.root, Path(path))) and relpath not in sightings]
         for path in folders_out:
             prefix = relative(self.root, Path(path))
             if prefix:
-                latest = self.ledger.latest_versions(self.key)
-                gone_paths.extend(relpath for relpath, (_, _, state) in latest.items()
-                                  if relpath.startswith(prefix + "/") and state in states.UNSUBMITTED)
+                gone_paths.extend(relpath for relpath, _, _, state in latest_under(self.ledger, self.key, prefix + "/")
+                                  if state in UNSUBMITTED)
         if root_problem(self.folder) is not None:
             return  # the share dropped while we were looking: these hints prove nothing
         new = record_sightings(self.ledger, self.folder, sightings.values(), now)
@@ -404,11 +407,13 @@ class FolderWatch:
         """``witness``: a periodic reconcile in event mode, whose new files events should have announced."""
         started = time.monotonic()
         started_at = time.time()
-        result = scan_tree(self.folder)
+        cpu_started = time.thread_time()
+        previous = None if reconcile else self._snapshot
+        poll = None if previous is None else Poll(self.ledger, self.folder, previous, self.clock.now, self.on_sighting)
+        result = scan_tree(self.folder, each_folder=poll.listed if poll is not None else None)
         if result.root_error is not None:
             self._pause(f"the folder cannot be listed ({result.root_error})")
             return
-        previous = None if reconcile else self._snapshot
         if result.root_entries == 0:
             known = len(previous) if previous is not None else self._known_live_files()
             if known >= EMPTY_GUARD_FILES:
@@ -418,23 +423,26 @@ class FolderWatch:
         if problem is not None:  # the share dropped during the walk: what the walk missed is not gone
             self._pause(problem)
             return
-        if previous is not None and result.unreadable:
-            blind = tuple(prefix + "/" for prefix in result.unreadable)
-            result.files.update({k: v for k, v in previous.items() if k.startswith(blind)})
+        if previous is not None and result.unreadable:  # what could not be listed is taken as it was
+            result.snapshot.keep_from(previous, tuple(prefix + "/" for prefix in result.unreadable))
         self._report_unnamed(result.unnamed)
         now = self.clock.now()
-        new, gone = apply_scan(self.ledger, self.folder, result.files, now, previous=previous, unreadable=result.unreadable)
-        self._snapshot = result.files if self._mode == "poll" else None
+        if poll is not None:
+            new, gone = poll.finish(result.snapshot, result.unreadable)
+        else:
+            new, gone = apply_scan(self.ledger, self.folder, result.snapshot, now, unreadable=result.unreadable)
+        self._snapshot = result.snapshot if self._mode == "poll" else None
         mono = time.monotonic()
         level = log.info if reconcile or new or gone else log.debug
-        level("scanned", why=why, mode=self._mode, files=len(result.files), folders=result.folders, new=len(new),
-              gone=gone, unreadable=result.unreadable[:5] or None, ms=round((mono - started) * 1000))
+        level("scanned", why=why, mode=self._mode, files=len(result.snapshot), folders=result.folders, new=len(new),
+              gone=gone, unreadable=result.unreadable[:5] or None, ms=round((mono - started) * 1000),
+              cpu_ms=round((time.thread_time() - cpu_started) * 1000))
         if witness and self._mode == "events" and new:
             missed = self._unannounced(new, started_at - MISSED_EVENT_GRACE_SECONDS)
             if missed:
                 self._events_went_deaf(missed)
         # counted after the log line, so whoever waits for the count also finds the line
-        self._files_seen, self._last_scan_at, self._scans = len(result.files), now, self._scans + 1
+        self._files_seen, self._last_scan_at, self._scans = len(result.snapshot), now, self._scans + 1
         self._next_scan = mono + self.folder.poll_interval_seconds
         if reconcile:
             self._next_reconcile = mono + self.folder.rescan_interval_seconds
@@ -462,7 +470,7 @@ class FolderWatch:
         return missed
 
     def _known_live_files(self) -> int:
-        return sum(1 for _, _, state in self.ledger.latest_versions(self.key).values() if state not in _NOT_THERE)
+        return sum(1 for _, _, _, state in latest_in_order(self.ledger, self.key) if state not in _NOT_THERE)
 
 
-_NOT_THERE = frozenset({states.State.GONE, states.State.SUPERSEDED})
+_NOT_THERE = frozenset({State.GONE, State.SUPERSEDED})

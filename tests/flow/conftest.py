@@ -128,6 +128,16 @@ class Flow:
         (row,) = self.services.ledger.query()
         return row
 
+    def publish_all(self, rounds: int = 4) -> None:
+        """Every recorded file settled, submitted, finished by the fake DeepVA and published."""
+        self.clock.advance(max(folder.settle_seconds for folder in self.config.folders) + 1)
+        for _ in range(rounds):
+            self.run("settle", "sniff", "upload", "submit")
+        self.client.finish()
+        self.clock.advance(300)
+        for _ in range(rounds):
+            self.run("track", "publish")
+
     def drop(self, *names: str, fixture: str = "sample.png", folder: int = 0) -> None:
         """Files arrive and a scan records them."""
         for name in names:

@@ -11,7 +11,6 @@ import errno
 import os
 import shutil
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from deepva_watch.media import MediaFacts
 from deepva_watch.flow import Retry
 from deepva_watch.flow.policy import outcome_for
 from deepva_watch.sidecars import Provenance, SidecarSettings, publish_results
-from tests.conftest import FIXTURES, IN_CI, ledger_rows, wait_for, write_config
+from tests.conftest import FIXTURES, ledger_rows, mount_or_skip, small_tmpfs, unmount, wait_for, write_config
 from tests.hostile.conftest import rows_when_final
 
 
@@ -73,34 +72,10 @@ def test_disk_full_while_writing_a_sidecar_leaves_the_old_one_and_no_temporary(f
     assert len(json.loads(old_json.read_text())["detailed_results"]) == 5000
 
 
-def _mount(*args: str) -> str | None:
-    """Run mount; None on success, else why not (the reason a skip gives)."""
-    if os.geteuid() != 0:
-        return "not root"
-    if shutil.which("mount") is None:
-        return "mount is not installed"
-    done = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = f"mount {' '.join(args)} failed: {done.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(f"CI runs as root, yet {reason}")
-        return reason
-    return None
-
-
-def _umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def test_ledger_on_a_full_disk_fails_cleanly_and_recovers_intact(tmp_path):
     from deepva_watch.ledger import SqliteLedger
 
-    disk = tmp_path / "small-disk"
-    disk.mkdir()
-    problem = _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk))
-    if problem:
-        pytest.skip(problem)
-    try:
+    with small_tmpfs(tmp_path / "small-disk", "1m") as disk:
         ledger = SqliteLedger(disk / "ledger.sqlite3")
         now = time.time()
         for number in range(20):
@@ -137,8 +112,6 @@ def test_ledger_on_a_full_disk_fails_cleanly_and_recovers_intact(tmp_path):
         finally:
             conn.close()
         assert count == 20 + written + 1  # every committed row is there, the failed one is not half there
-    finally:
-        _umount(disk)
 
 
 def test_read_only_sidecar_target_is_retried_later_with_the_reason(tmp_path, emulator, daemon_factory):
@@ -146,13 +119,9 @@ def test_read_only_sidecar_target_is_retried_later_with_the_reason(tmp_path, emu
     watch.mkdir()
     out = tmp_path / "sidecars"
     out.mkdir()
-    problem = _mount("--bind", str(out), str(out))
-    if problem:
-        pytest.skip(problem)
+    mount_or_skip("--bind", str(out), str(out))
     try:
-        problem = _mount("-o", "remount,bind,ro", str(out))
-        if problem:
-            pytest.skip(problem)
+        mount_or_skip("-o", "remount,bind,ro", str(out))
         shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
         daemon = daemon_factory(write_config(tmp_path, emulator.base_url, [watch],
                                              folder={"sidecars": {"output_dir": str(out)}}))
@@ -162,11 +131,10 @@ def test_read_only_sidecar_target_is_retried_later_with_the_reason(tmp_path, emu
         assert row["state"] in ("completed", "publishing"), row
         assert "Read-only file system" in row["last_error"], row["last_error"]
         assert list(out.iterdir()) == []
-        problem = _mount("-o", "remount,bind,rw", str(out))
-        assert problem is None, problem
+        mount_or_skip("-o", "remount,bind,rw", str(out))
         rows = rows_when_final(ledger, 1, 60)
         assert daemon.stop() == 0
         assert rows[0]["state"] == "published"
         assert sorted(p.name for p in out.iterdir()) == ["a.jpg.deepva.json", "a.jpg.xmp"]
     finally:
-        _umount(out)
+        unmount(out)

@@ -57,6 +57,28 @@ def test_gone_only_touches_versions_not_yet_handed_to_deepva(ledger: Ledger) -> 
     assert [v.state for v in ledger.versions("/w", "a.jpg")] == [S.SETTLING]
 
 
+def test_newest_versions_come_a_page_at_a_time_in_path_order(ledger: Ledger) -> None:
+    """What a reconcile of a million files reads: each path once, with its newest version, after a given path."""
+    names = ["b/x.jpg", "a.jpg", "a/z.jpg", "a/b/y.jpg", "a-b/c.jpg", "\u00e9t\u00e9.jpg", "z.jpg"]
+    for name in names:
+        ledger.observe("/w", name, 1, 1, now=1.0)
+    ledger.observe("/other", "a0.jpg", 1, 1, now=1.0)
+    _put(ledger, "a/z.jpg", S.PUBLISHED)
+    ledger.observe("/w", "a/z.jpg", 2, 2, now=2.0)  # a newer version of a published file
+    ledger.mark_gone_many("/w", ["z.jpg"], now=3.0)
+    pages, after = [], ""
+    while page := ledger.latest_versions_page("/w", after, 3):
+        pages.append(page)
+        after = page[-1][0]
+    assert [len(page) for page in pages] == [3, 3, 1]
+    rows = [row for page in pages for row in page]
+    assert [row[0] for row in rows] == sorted(names), "code-point order, each path once"
+    assert dict((row[0], row[1:]) for row in rows)["a/z.jpg"] == (2, 2, S.SETTLING)
+    assert dict((row[0], row[1:]) for row in rows)["z.jpg"] == (1, 1, S.GONE)
+    assert ledger.latest_versions_page("/w", "b/", 10) == [("b/x.jpg", 1, 1, S.SETTLING), ("z.jpg", 1, 1, S.GONE),
+                                                           ("\u00e9t\u00e9.jpg", 1, 1, S.SETTLING)]
+
+
 def _claim_from_threads(make_ledger: MakeLedger, claim, workers: int = 4) -> list[int]:
     """Row ids claimed by ``workers`` threads, each with its own handle, each claiming until it comes back empty."""
     claimed: list[int] = []

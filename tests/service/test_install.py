@@ -1,4 +1,5 @@
-"""scripts/install-service: a dry run changes nothing, and an install into a prefix is complete and idempotent."""
+"""scripts/install-service: a dry run changes nothing, and an install into a prefix is complete and idempotent; the
+unit it installs checks the config before the start and does not restart a daemon whose config is bad."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from deepva_watch.config import load_config
+from tests.conftest import write_config
 
 REPO = Path(__file__).parents[2]
 SCRIPT = REPO / "scripts" / "install-service"
@@ -97,3 +100,39 @@ def test_an_outdated_unit_is_replaced(prefix: Path) -> None:
     result = _run("--root", str(prefix), "--skip-venv")
     assert f"+ install -m 0644 {REPO}/systemd/deepva-watch.service {unit}" in result.stdout
     assert unit.read_bytes() == (REPO / "systemd/deepva-watch.service").read_bytes()
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (REPO / "systemd/deepva-watch.service").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_a_bad_config_is_checked_before_the_start_and_not_restarted() -> None:
+    settings = _unit_settings()
+    assert settings["RestartPreventExitStatus"] == ["2"]
+    (start,) = settings["ExecStart"]
+    (pre,) = settings["ExecStartPre"]
+    assert pre == "-/opt/deepva-watch/bin/deepva-watch check-config -c /etc/deepva-watch/config.yaml"
+    assert start == pre.lstrip("-").replace(" check-config ", " run ")  # the same program and config as the daemon
+    assert settings["Restart"] == ["on-failure"]
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_the_units_commands_exit_2_on_a_bad_config(tmp_path: Path, command: str) -> None:
+    """What RestartPreventExitStatus=2 relies on, with the unit's own arguments, in a real process."""
+    pre = _unit_settings()["ExecStartPre"][0].lstrip("-").split()
+    argv = [sys.executable, "-m", "deepva_watch", command, *pre[2:]]
+    assert argv[-2:] == ["-c", "/etc/deepva-watch/config.yaml"]
+    good = write_config(tmp_path, "http://127.0.0.1:9/api/v1", [tmp_path])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace(f"path: {tmp_path}", f"path: {tmp_path / 'missing'}"))
+    result = subprocess.run([*argv[:-1], str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "config error: folders[0].path" in result.stderr
+    if command == "check-config":
+        result = subprocess.run([*argv[:-1], str(good)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and ": OK — 1 folder(s)" in result.stdout, result.stdout + result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,21 +16,7 @@ from deepva_watch.service.health import Health, is_api_failure, ledger_write_pro
 from deepva_watch.listener import Listener
 from deepva_watch.service.metrics import Metrics
 from deepva_watch.service.web import web_app
-
-
-@dataclass(frozen=True)
-class FolderStatus:
-    """The fields of ``watch.supervisor.FolderStatus`` that health and metrics read."""
-
-    folder: str
-    mode: str
-    paused: bool
-    reason: str
-    last_scan_at: float | None
-    files_seen: int
-    warning: str = ""
-    events_missed: int = 0
-    names_skipped: int = 0
+from deepva_watch.watch.supervisor import FolderStatus
 
 
 class Clock:
@@ -150,7 +135,7 @@ def _health(endpoint: Endpoint) -> tuple[int, dict[str, Any]]:
 def test_healthz_is_green_then_red_with_each_reason(endpoint: Endpoint) -> None:
     assert _health(endpoint) == (200, {"status": "ok", "healthy": True, "reasons": [], "warnings": []})
 
-    endpoint.folders[0] = FolderStatus("/srv/a", "poll", False, "", 1990.0, 2, "events stopped arriving", 3)
+    endpoint.folders[0] = FolderStatus("/srv/a", "poll", False, "", 1990.0, 2, warning="events stopped arriving", events_missed=3)
     assert _health(endpoint) == (200, {"status": "degraded", "healthy": True, "reasons": [],
                                        "warnings": ["folder /srv/a: events stopped arriving"]})
     endpoint.folders[0] = FolderStatus("/srv/a", "events", False, "", 1990.0, 2)
