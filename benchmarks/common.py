@@ -35,7 +35,7 @@ class Process:
         return self.popen.pid
 
     def cpu_seconds(self) -> float:
-        """User and system CPU of this process and every process it started (the daemon's publishing process),
+        """User and system CPU of this process and every process it started (a child of the daemon's),
         live or ended."""
         return sum(_cpu_seconds(pid, ended_children=pid == self.pid) for pid in (self.pid, *self.descendants()))
 

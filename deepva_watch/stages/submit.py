@@ -7,7 +7,7 @@ Creating a job is not idempotent and may succeed even when the answer is lost, s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -33,10 +33,17 @@ def active_jobs(config: Config) -> Quota:
 
 @dataclass
 class Submissions:
-    """What a batch of job creations shares: the daily budget left for it."""
+    """What a batch of job creations shares: the daily budget left for it, and how long jobs of each kind took."""
 
     services: Services
     allowance: Allowance
+    expected: dict[str, float | None] = field(default_factory=dict)
+
+    def expected_seconds(self, kind: str | None) -> float | None:
+        key = kind or ""
+        if key not in self.expected:
+            self.expected[key] = expected_seconds(self.services.ledger, kind)
+        return self.expected[key]
 
 
 def begin(services: Services, assets: Sequence[Asset]) -> Submissions:
@@ -52,7 +59,7 @@ def create_job(batch: Submissions, asset: Asset) -> Outcome:
             if existing:
                 job = min(existing, key=lambda found: (found.time_created is None, found.time_created, found.id))
                 log.info("job_found_by_tag", job_id=job.id, jobs_with_tag=len(existing))
-                return submitted(services, job, expected_seconds(services.ledger, asset.kind))
+                return submitted(services, job, batch.expected_seconds(asset.kind))
         if (over_budget := batch.allowance.take(asset)) is not None:
             return over_budget
         source = job_source(folder, asset.path, asset.storage_url)
@@ -67,7 +74,7 @@ def create_job(batch: Submissions, asset: Asset) -> Outcome:
         if may_have_been_applied(error) and isinstance(outcome, Retry):
             return Retry(outcome.error, outcome.delay, outcome.counts, {"submit_attempted": 1})
         return outcome
-    return submitted(services, job, expected_seconds(services.ledger, asset.kind))
+    return submitted(services, job, batch.expected_seconds(asset.kind))
 
 
 def submitted(services: Services, job: Job, expected: float | None) -> Advance:
