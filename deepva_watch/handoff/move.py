@@ -2,10 +2,13 @@
 
 The new name is chosen (and committed by the caller) before anything moves: the file's own name, or ``name (1).ext``,
 ``name (2).ext`` … where the media or one of its sidecars' names is taken. Moving is then repeatable: a file already at
-its new place and gone from the old one is done, so a crash half way is finished by the next try. Within one file
-system a file is renamed; across file systems it is copied to a hidden temporary next to its new place, synced,
-checked (size and sampled fingerprint) and renamed into place before the original is removed. Sidecars move first
-and the media last, so that a media file never stands in its new folder without its results.
+its new place and gone from the old one is done, and so is one at both places with the same content (a crash between
+placing and removing), so a crash half way is finished by the next try. A file is placed with a hard link, which
+fails rather than replace a name taken meanwhile (a rename would replace it), then the old name is removed; where
+links are not allowed (some shares, ``fs.protected_hardlinks`` on a file of another user) it is renamed. Across file
+systems it is copied to a hidden temporary next to its new place, synced, checked (size and sampled fingerprint) and
+placed the same way before the original is removed. Sidecars move first and the media last, so that a media file
+never stands in its new folder without its results.
 """
 
 from __future__ import annotations
@@ -66,13 +69,18 @@ def _move(source: Path, target: Path) -> None:
             return  # moved by an earlier try
         raise FileNotFoundError(errno.ENOENT, "no longer there to move", str(source))
     if os.path.lexists(target):
-        raise MoveRefused(f"{target} was taken by another file meanwhile; nothing was overwritten")
+        if not _same_content(source, target):
+            raise MoveRefused(f"{target} was taken by another file meanwhile; nothing was overwritten")
+        os.unlink(source)  # placed by an earlier try, which stopped before it removed the original
+        return
     try:
-        os.rename(source, target)
+        _place(source, target)
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
         _copy_across(source, target)
+        return
+    os.unlink(source)
 
 
 def _copy_across(source: Path, target: Path) -> None:
@@ -80,11 +88,42 @@ def _copy_across(source: Path, target: Path) -> None:
     shutil.copy2(source, temporary)  # contents, times and mode
     with open(temporary, "rb") as copied:
         os.fsync(copied.fileno())
-    if os.path.getsize(temporary) != os.path.getsize(source) or fingerprint(temporary) != fingerprint(source):
+    if not _same_content(source, temporary):
         os.unlink(temporary)
         raise MoveRefused(f"the copy of {source} to {target.parent} differs from the original; the original stays")
-    os.rename(temporary, target)
+    try:
+        _place(temporary, target)
+    except MoveRefused:
+        os.unlink(temporary)
+        raise
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
     os.unlink(source)
+
+
+def _place(source: Path, target: Path) -> None:
+    """``source`` also at ``target``, never over a file there: a hard link where allowed, else a rename."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise MoveRefused(f"{target} was taken by another file meanwhile; nothing was overwritten") from None
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
+        os.rename(source, target)
+
+
+#: Why a hard link may be refused where a rename works.
+_NO_LINKS = frozenset({errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _same_content(one: Path, other: Path) -> bool:
+    try:
+        if os.path.samefile(one, other):
+            return True
+        return os.path.getsize(one) == os.path.getsize(other) and fingerprint(one) == fingerprint(other)
+    except OSError:
+        return False
 
 
 def _split(name: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ import hmac
 import http.server
 import json
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from deepva_watch.handoff.move import MoveRefused, move_together, plan_move
 from deepva_watch.states import State
 from deepva_watch.watch.discover import reconcile
 from tests.conftest import small_tmpfs
@@ -97,6 +99,39 @@ def test_a_crash_mid_move_is_finished_by_the_next_try(tmp_path: Path) -> None:
     row = flow.only()
     assert row.state == S.PUBLISHED and sorted(path.name for path in done.iterdir()) == [
         "a.png", "a.png.deepva.json", "a.png.xmp"]
+
+
+@pytest.mark.parametrize("taken", ["before the move", "between its check and the rename"])
+def test_a_name_taken_after_the_plan_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken: str,
+) -> None:
+    media, sidecar, done = tmp_path / "clip.mov", tmp_path / "clip.mov.xmp", tmp_path / "done"
+    media.write_bytes(b"ours")
+    sidecar.write_bytes(b"<x/>")
+    target = plan_move(media, [sidecar], done)
+    done.mkdir()
+    (done / "clip.mov").write_bytes(b"someone else's")
+    if taken != "before the move":  # the check saw a free name: only a move that cannot replace is safe
+        real = os.path.lexists
+        monkeypatch.setattr(os.path, "lexists", lambda path: False if Path(path) == target else real(path))
+    with pytest.raises(MoveRefused):
+        move_together(media, [sidecar], target)
+    assert (done / "clip.mov").read_bytes() == b"someone else's" and media.read_bytes() == b"ours"
+
+
+@pytest.mark.parametrize("placed_by", ["link", "copy"])
+def test_a_crash_after_placing_before_removing_is_finished_by_the_next_try(tmp_path: Path, placed_by: str) -> None:
+    media, done = tmp_path / "clip.mov", tmp_path / "done"
+    media.write_bytes(os.urandom(200_000))
+    content = media.read_bytes()
+    target = plan_move(media, [], done)
+    done.mkdir()
+    if placed_by == "link":  # same file system: linked, killed before the original was removed
+        os.link(media, target)
+    else:  # across file systems: the verified copy in place, killed before the original was removed
+        shutil.copy2(media, target)
+    move_together(media, [], target)
+    assert not media.exists() and target.read_bytes() == content
 
 
 def test_exec_gets_the_documented_variables_and_its_output_is_in_the_story(tmp_path: Path) -> None:
