@@ -224,6 +224,10 @@ class FolderConfig:
         default="process",
     )
 
+    def actions_for(self, outcome: str) -> Actions | None:
+        """``on_done`` for a file that is ``done``, ``on_failed`` for one that ``failed``."""
+        return self.on_done if outcome == "done" else self.on_failed
+
 
 @dataclass(frozen=True)
 class WebhookConfig:
@@ -566,7 +570,8 @@ def _excludes(folder: FolderConfig, relative: str) -> bool:
 
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+"""Seconds per unit of an age such as ``7d`` (the config's ``newer_than`` and the commands' ``--older-than``)."""
 
 
 def newer_than_cutoff(text: str, *, first_seen: float) -> float:
@@ -575,7 +580,7 @@ def newer_than_cutoff(text: str, *, first_seen: float) -> float:
     text = text.strip()
     match = _AGE.match(text)
     if match:
-        return first_seen - float(match[1]) * _AGE_SECONDS[match[2]]
+        return first_seen - float(match[1]) * AGE_UNITS[match[2]]
     moment = datetime.datetime.fromisoformat(text)
     return (moment if moment.tzinfo is not None else moment.astimezone()).timestamp()
 

@@ -24,7 +24,7 @@ from deepva_watch.flow import Clock, Services, SystemClock, folder_key
 from deepva_watch.flow.budget import budget_state
 from deepva_watch.flow.runner import StageRunner, run_in_thread, wake
 from deepva_watch.flow.transfers import Transfers
-from deepva_watch.ledger import Asset, open_ledger
+from deepva_watch.ledger import open_ledger
 from deepva_watch.service.health import Health, ledger_write_problem
 from deepva_watch.listener import Listener
 from deepva_watch.service.metrics import Metrics
@@ -80,7 +80,7 @@ class Daemon:
             ledger_warnings=(self._overdue_warning, self._budget_warning),
         )
         self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses,
-                               overdue_jobs=lambda: len(self._overdue_jobs(OVERDUE_COUNTED)),
+                               overdue_jobs=self._overdue_count,
                                budget=lambda: budget_state(self.config.budget, self.ledger, self.clock.now()))
         self.services = Services(self.config, self.ledger, self.client, self.clock, telemetry=self.metrics,
                                  transfers=Transfers(on_bytes=self.metrics.uploaded_bytes),
@@ -206,16 +206,17 @@ class Daemon:
             beats[name] = max(runner.heartbeat, moved or 0.0)
         return dead + stale_workers(beats, time.monotonic(), STUCK_WORKER_SECONDS)
 
-    def _overdue_jobs(self, limit: int) -> list[Asset]:
-        return self.ledger.overdue_jobs(self.clock.now() - self.config.overdue_job_seconds, limit)
+    def _overdue_count(self) -> int:
+        return self.ledger.count_overdue_jobs(self.clock.now() - self.config.overdue_job_seconds, OVERDUE_COUNTED)
 
     def _overdue_warning(self) -> str | None:
-        overdue = self._overdue_jobs(OVERDUE_COUNTED)
-        if not overdue:
+        count = self._overdue_count()
+        listed = self.ledger.overdue_jobs(self.clock.now() - self.config.overdue_job_seconds, 1) if count else []
+        if not listed:  # none, or the only one ended between the two reads
             return None
-        oldest = overdue[0]
+        oldest = listed[0]
         hours = (self.clock.now() - (oldest.submitted_at or 0.0)) / 3600
-        return (f"{len(overdue)} DeepVA job(s) running longer than {self.config.overdue_job_seconds / 3600:g} h "
+        return (f"{count} DeepVA job(s) running longer than {self.config.overdue_job_seconds / 3600:g} h "
                 f"(oldest: {oldest.folder}/{oldest.relpath}, job {oldest.job_id}, {hours:.1f} h)")
 
     def _budget_warning(self) -> str | None:

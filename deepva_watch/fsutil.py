@@ -23,10 +23,13 @@ from typing import BinaryIO
 DEFAULT_MODE = 0o644
 TEMP_MARKER = ".tmp-"
 _NAME_MAX = 255
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK | _CLOEXEC | getattr(os, "O_NOCTTY", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+#: What open(2) says for a link met with O_NOFOLLOW (ELOOP; EMLINK on FreeBSD) or a non-folder met with O_DIRECTORY.
+LINK_REFUSED = frozenset({errno.ELOOP, errno.EMLINK, errno.ENOTDIR})
+_READ_FLAGS = os.O_RDONLY | O_NOFOLLOW | os.O_NONBLOCK | O_CLOEXEC | O_NOCTTY
 _CHUNK = 1024 * 1024
 
 
@@ -98,7 +101,7 @@ def atomic_write(
             mode = stat.S_IMODE(os.stat(mode_from).st_mode)
         except FileNotFoundError:
             pass
-    folder = os.open(path.parent, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    folder = os.open(path.parent, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     try:
         atomic_write_at(folder, path.name, write, mode=mode, sync_folder=sync_folder)
     finally:
@@ -200,7 +203,7 @@ def _create_temp(dir_fd: int, name: str, *, fresh: bool) -> tuple[str, int]:
     umask; otherwise it is created private and given the old file's bits before it is renamed into place.
     """
     temp_name = temp_name_for(name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC
     mode = DEFAULT_MODE if fresh else 0o600
     try:
         return temp_name, os.open(temp_name, flags, mode, dir_fd=dir_fd)
@@ -221,7 +224,7 @@ def fsync_dir(dir_fd: int) -> None:
 def fsync_folder(folder: Path) -> None:
     """Make the renames in ``folder`` durable."""
     try:
-        fd = os.open(folder, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     except OSError:
         return  # some file systems (and Windows) cannot open a folder; the rename is still atomic there
     try:

@@ -56,7 +56,6 @@ HOME: Mapping[State, State] = {
     S.UPLOADING: S.ACCEPTED, S.SUBMITTING: S.UPLOADED, S.PUBLISHING: S.COMPLETED, S.REPORTING: S.JOB_FAILED,
     S.ACTING: S.HANDING_ON,
 }
-WORKING = frozenset(HOME)
 FINAL = frozenset({S.REJECTED, S.PUBLISHED, S.FAILED, S.GONE, S.SUPERSEDED, S.SKIPPED})
 #: Not handed to DeepVA yet: a version that vanishes here simply ends ``gone``, and a newer one supersedes it.
 UNSUBMITTED = (S.SETTLING, S.SETTLED, S.ACCEPTED, S.UPLOADED)

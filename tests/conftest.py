@@ -42,6 +42,15 @@ def _logging_restored() -> Iterator[None]:
     structlog.configure(**logging)
 
 
+def require_root(why: str) -> None:
+    """Skip (on a developer's machine) or fail (in CI, which runs as root) a test that needs root."""
+    if os.geteuid() == 0:
+        return
+    if IN_CI:
+        pytest.fail(f"CI runs as root, yet this test is not: {why}")
+    pytest.skip(why)
+
+
 def mount_or_skip(*args: str) -> None:
     """Run mount(8) with ``args``: skipped where mounting is not allowed, failed in CI (which runs as root)."""
     reason = "mounting needs root and mount(8)" if os.geteuid() != 0 or shutil.which("mount") is None else None

@@ -22,6 +22,7 @@ from deepva_watch.config import Config
 from deepva_watch.flow import folder_key
 from deepva_watch.ledger import Asset, Ledger
 from deepva_watch.service.status import asset_json
+from deepva_watch.watch.discover import latest_in_order
 
 #: Paths per ledger query when a glob or a sub-folder picked them (well inside SQLite's limit on parameters).
 CHUNK = 500
@@ -139,12 +140,12 @@ def _picked(
 ) -> list[Asset]:
     """The newest ``limit`` rows of the paths that match, without holding the whole ledger in memory.
 
-    Paths are chosen from each folder's path list (one short tuple per path), then their rows are read in chunks, each
+    Paths are chosen from each folder's path list (read a page at a time), then their rows are read in chunks, each
     chunk already cut to ``limit`` by the ledger.
     """
     newest: list[Asset] = []
     for folder in folders:
-        relpaths = [relpath for relpath in ledger.latest_versions(folder)
+        relpaths = [relpath for relpath, *_ in latest_in_order(ledger, folder)
                     if (scope is None or scope.holds(relpath))
                     and (not patterns or any(each.matches(folder, relpath) for each in patterns))]
         for start in range(0, len(relpaths), CHUNK):

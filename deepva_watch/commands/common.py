@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from deepva_watch import log
-from deepva_watch.config import Config, load_config
+from deepva_watch.config import AGE_UNITS, Config, load_config
 from deepva_watch.flow import folder_key
 from deepva_watch.ledger import Ledger, LedgerError
 from deepva_watch.ledger import open_ledger as open_ledger_file
@@ -73,8 +73,8 @@ def human_age(seconds: float) -> str:
 
 
 def parse_age(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``2h``, ``3d`` → seconds (argparse type)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    """``90``, ``90s``, ``15m``, ``2h``, ``3d``, ``1w`` → seconds (argparse type)."""
+    units = AGE_UNITS
     number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
     try:
         value = float(number)
@@ -140,10 +140,10 @@ class Progress:
         self.enabled = self.stream.isatty()
         self.every = every
         self._shown_at = 0.0
-        self._count = 0
+        self.count = 0
 
     def update(self, count: int) -> None:
-        self._count = count
+        self.count = count
         if self.enabled and time.monotonic() - self._shown_at >= self.every:
             self._shown_at = time.monotonic()
             self.stream.write(f"\r{self.label}: {count}")
@@ -151,5 +151,5 @@ class Progress:
 
     def done(self) -> None:
         if self.enabled and self._shown_at:
-            self.stream.write(f"\r{self.label}: {self._count}\n")
+            self.stream.write(f"\r{self.label}: {self.count}\n")
             self.stream.flush()

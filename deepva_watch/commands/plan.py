@@ -6,12 +6,11 @@ adopted from our own sidecars, not media). A dry run: no API call, no ledger wri
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deepva_watch.commands.common import EXIT_OK, emit_json, load, open_ledger
+from deepva_watch.commands.common import EXIT_OK, Progress, emit_json, load, open_ledger
 from deepva_watch.config import Config, FolderConfig
 from deepva_watch.flow import folder_key
 from deepva_watch.ledger import Ledger
@@ -21,10 +20,9 @@ from deepva_watch.media.probe import probe
 from deepva_watch.media.sniff import Sniffed, sniff_descriptor
 from deepva_watch.sidecars.prior import find_prior_result
 from deepva_watch.stages.publish import sidecar_settings
+from deepva_watch.service.status import human_size
 from deepva_watch.states import State
 from deepva_watch.watch.discover import Sighting, existing_to_skip, scan_tree
-
-PROGRESS_EVERY_SECONDS = 0.5
 
 
 @dataclass
@@ -58,29 +56,10 @@ class Plan:
         return {key: sum(getattr(folder, key) for folder in self.folders) for key in keys}
 
 
-class Progress:
-    """A line on a terminal, rewritten at most twice a second; nothing when stderr is not one."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.seen = 0
-        self.next_at = 0.0
-
-    def tick(self, folder: str) -> None:
-        self.seen += 1
-        if self.enabled and time.monotonic() >= self.next_at:
-            print(f"\rplan: {self.seen} files looked at ({folder})", end="", file=sys.stderr, flush=True)
-            self.next_at = time.monotonic() + PROGRESS_EVERY_SECONDS
-
-    def done(self) -> None:
-        if self.enabled:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     ledger = _ledger(config)
-    progress = Progress()
+    progress = Progress("plan: files looked at")
     plan = Plan([plan_folder(folder, ledger, progress, time.time()) for folder in config.folders])
     progress.done()
     if args.json:
@@ -108,7 +87,7 @@ def plan_folder(folder: FolderConfig, ledger: Ledger | None, progress: Progress,
     skipped = existing_to_skip(folder, [s for s in new if s.relpath not in latest], now) if first_watch else set()
     result.skipped = len(skipped)
     for sighting in new:
-        progress.tick(key)
+        progress.update(progress.count + 1)
         if sighting.relpath not in skipped:
             _look_at(folder, sighting, result)
     return result
@@ -157,22 +136,15 @@ def _budget_days(config: Config, plan: Plan) -> dict[str, float] | None:
 def _print(config: Config, plan: Plan) -> None:
     for folder in plan.folders:
         print(f"{folder.folder}: {folder.files} file(s) would be submitted ({folder.images} image(s), {folder.videos} "
-              f"video(s), {_size(folder.bytes)}, {folder.video_minutes:.1f} min of video); modules "
+              f"video(s), {human_size(folder.bytes)}, {folder.video_minutes:.1f} min of video); modules "
               f"{', '.join(folder.modules)}")
         print(f"  not submitted: {folder.skipped} skipped (existing), {folder.known} already in the ledger, "
               f"{folder.adopted} adopted from their sidecars, {folder.not_media} not media, "
               f"{folder.unreadable} unreadable")
     total = plan.total()
-    print(f"total: {total['images'] + total['videos']} file(s), {_size(total['bytes'])}, "
+    print(f"total: {total['images'] + total['videos']} file(s), {human_size(total['bytes'])}, "
           f"{total['video_minutes']:.1f} min of video")
     days = _budget_days(config, plan)
     if days:
         print("with the daily budget: " + ", ".join(f"{value:g} {name.replace('_', ' ')}" for name, value in
                                                      days.items()))
-
-
-def _size(count: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"

@@ -542,11 +542,6 @@ def _optional_int(value: Any) -> int | None:
     return None
 
 
-"""The reason of a :class:`TransportError` for a server certificate that did not verify. Sending again at once cannot
-change the answer, so :meth:`DeepVAClient._send` does not; the error stays retryable for the caller's slower backoff,
-since the operator may install the CA bundle or the server may get a proper certificate."""
-
-
 def _caused_by(exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
     """Whether ``exc`` or anything it wraps (cause, context, arguments, urllib3's ``reason``) is one of ``kinds``.
 

@@ -187,10 +187,6 @@ class Job:
     def is_terminal(self) -> bool:
         return self.status is not None and self.status.is_terminal
 
-    @property
-    def is_known_state(self) -> bool:
-        return self.status is not None
-
     def labels(self) -> list[SummaryItem]:
         """Every summary item across sources, in the order DeepVA listed them."""
         return [item for source in self.summary for item in source.items]

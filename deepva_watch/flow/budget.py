@@ -93,14 +93,6 @@ class Allowance:
         return None
 
 
-def budget_wait(services: Services, asset: Asset) -> Wait | None:
-    """A Wait until the day ends when the cap for the file's kind is reached; None: go on."""
-    state = budget_state(services.config.budget, services.ledger, services.clock.now())
-    if state is None or state.left(asset.kind) > 0:
-        return None
-    return wait_for_tomorrow(state, asset.kind)
-
-
 _warned: set[tuple[float, str]] = set()
 _warned_lock = threading.Lock()
 

@@ -256,12 +256,11 @@ class StageRunner:
     def _handing_on(self, asset: Asset, target: State, changes: dict[str, Any]) -> State:
         """A file about to end ``published`` or ``failed`` goes ``handing_on`` first when its folder has actions for
         that outcome (the ``act`` stage runs them; failing there never starts ``on_failed``)."""
-        if target not in (State.PUBLISHED, State.FAILED) or self.stage.name == "act" \
+        if target not in (State.PUBLISHED, State.FAILED) or not self.stage.hands_on \
                 or not self.services.knows_folder(asset):
             return target
-        folder = self.services.folder(asset)
         outcome = "done" if target == State.PUBLISHED else "failed"
-        if (folder.on_done if outcome == "done" else folder.on_failed) is None:
+        if self.services.folder(asset).actions_for(outcome) is None:
             return target
         changes.update(outcome=outcome, actions_folder=asset.folder, actions_done=0, move_target=None, attempts=0,
                        next_attempt_at=self.services.clock.now())

@@ -60,6 +60,9 @@ class Stage(Generic[Context]):
     """Rows are taken all together, once the first is due and the rows due up to this many seconds after it are due
     too: one list request then answers for every job, and rows falling due in a burst cost one request."""
     admission: Admission = Admission()
+    hands_on: bool = True
+    """A file this stage ends ``published`` or ``failed`` goes through its folder's actions first; False for the stage
+    that runs them (failing there never starts ``on_failed``)."""
 
     def home_of(self, asset: Asset) -> State:
         """Where the row rests on Wait or Retry."""

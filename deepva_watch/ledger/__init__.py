@@ -18,7 +18,6 @@ from deepva_watch.ledger.model import (
     Quota,
     TransitionLost,
     dumps_errors,
-    new_asset_id,
 )
 from deepva_watch.ledger.protocol import Latest, Ledger
 from deepva_watch.ledger.sqlite import SqliteLedger
@@ -31,5 +30,5 @@ def open_ledger(location: Path, *, readonly: bool = False, exclusive: bool = Fal
 
 __all__ = [
     "Asset", "HistoryEntry", "Latest", "Ledger", "LedgerError", "Move", "Observation", "Quota", "SqliteLedger",
-    "TransitionLost", "dumps_errors", "new_asset_id", "open_ledger",
+    "TransitionLost", "dumps_errors", "open_ledger",
 ]

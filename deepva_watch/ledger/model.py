@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from deepva_watch.media.files import Identity
 from deepva_watch.states import State
 
 
@@ -77,6 +77,11 @@ class Asset:
         return Path(self.folder, self.relpath)
 
     @property
+    def identity(self) -> Identity | None:
+        """The file sniffing opened, which every later open must find again; None before sniffing."""
+        return Identity(self.device, self.inode) if self.device is not None and self.inode is not None else None
+
+    @property
     def errors(self) -> list[str]:
         return json.loads(self.job_errors) if self.job_errors else []
 
@@ -140,11 +145,6 @@ class TransitionLost(Exception):
 
 class LedgerError(Exception):
     """The ledger cannot be used (unreadable, corrupt, written by a newer version): one line for the operator."""
-
-
-def new_asset_id() -> str:
-    """The asset id doubles as the DeepVA job tag, so it must be unique across installs and restarts."""
-    return f"dvw-{uuid.uuid4().hex}"
 
 
 def dumps_errors(errors: Sequence[str]) -> str:

@@ -96,7 +96,6 @@ class Ledger(Protocol):
 
     def count_in(self, states: Sequence[State]) -> int: ...
 
-    def job_ids_in(self, state: State) -> set[str]: ...
 
     def poll_now(self, job_id: str, now: float) -> bool:
         """A webhook said this job moved: its submitted row is due for the tracker at once."""
@@ -149,6 +148,10 @@ class Ledger(Protocol):
 
     def overdue_jobs(self, submitted_before: float, limit: int = 10) -> list[Asset]:
         """Jobs at DeepVA submitted before that time and not finished, oldest first."""
+        ...
+
+    def count_overdue_jobs(self, submitted_before: float, cap: int) -> int:
+        """How many jobs :meth:`overdue_jobs` would list, counted up to ``cap``."""
         ...
 
     def recent_errors(self, limit: int = 10) -> list[Asset]: ...

@@ -192,7 +192,7 @@ def _hold(path: Path) -> IO[str]:
 
 
 def _new_asset_ids(count: int) -> list[str]:
-    """Asset ids for rows inserted together, in :func:`~.model.new_asset_id`'s form (``dvw-`` and 32 hex digits):
+    """Asset ids for rows inserted together, in the form ``dvw-`` and 32 hex digits:
     the time in milliseconds, 64 random bits drawn once for the batch, and the row's place in it.
 
     Ids that grow with time are appended to the end of the ``asset_id`` index. Random ones (uuid4) put every row on
@@ -216,6 +216,7 @@ def _transition_sql(changes: Mapping[str, Any]) -> str:
     return f"UPDATE assets SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ? RETURNING *"
 
 
+_OVERDUE = f"state IN ({_marks(AT_DEEPVA)}) AND submitted_at <= ?"
 _HISTORY_SQL = ("INSERT INTO history (asset, at, from_state, to_state, stage, attempt, error, job_id, note) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -360,10 +361,6 @@ class SqliteLedger:
             f"SELECT MIN(next_attempt_at) FROM assets WHERE state IN ({_marks(states)})", tuple(states)).fetchone()
         return float(row[0]) if row[0] is not None else None
 
-    def job_ids_in(self, state: State) -> set[str]:
-        rows = self._conn().execute("SELECT job_id FROM assets WHERE state = ? AND job_id IS NOT NULL", (state,))
-        return {row[0] for row in rows}
-
     def count_in(self, states: Sequence[State]) -> int:
         row = self._conn().execute(f"SELECT COUNT(*) FROM assets WHERE state IN ({_marks(states)})",
                                    tuple(states)).fetchone()
@@ -421,8 +418,12 @@ class SqliteLedger:
         return rows[0] if rows else None
 
     def overdue_jobs(self, submitted_before: float, limit: int = 10) -> list[Asset]:
-        return self._select(f"SELECT * FROM assets WHERE state IN ({_marks(AT_DEEPVA)}) AND submitted_at <= ? "
-                            "ORDER BY submitted_at, id LIMIT ?", (*AT_DEEPVA, submitted_before, limit))
+        return self._select(f"SELECT * FROM assets WHERE {_OVERDUE} ORDER BY submitted_at, id LIMIT ?",
+                            (*AT_DEEPVA, submitted_before, limit))
+
+    def count_overdue_jobs(self, submitted_before: float, cap: int) -> int:
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM assets WHERE {_OVERDUE} LIMIT ?)",
+                                        (*AT_DEEPVA, submitted_before, cap)).fetchone()[0])
 
     def recent_errors(self, limit: int = 10) -> list[Asset]:
         """Rows whose last step failed, newest first (``gone``, ``superseded`` and ``published`` carry no error)."""

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from deepva_watch.fsutil import LINK_REFUSED, O_CLOEXEC, O_DIRECTORY, O_NOCTTY, O_NOFOLLOW
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -35,9 +37,7 @@ class VersionChanged(OSError):
         self.mtime_ns = mtime_ns
 
 
-_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_FLAGS = os.O_RDONLY | O_CLOEXEC | O_NOCTTY
 
 
 @contextmanager
@@ -45,17 +45,17 @@ def open_version(root: Path, relpath: str, *, follow_symlinks: bool, size: int, 
                  identity: Identity | None = None) -> Iterator[int]:
     """The file ``relpath`` under ``root`` as a read-only descriptor, if it is the regular file of that ``size`` and
     ``mtime_ns`` (and ``identity``, when known); raises :class:`VersionChanged` otherwise, or what ``open`` raises."""
-    nofollow = 0 if follow_symlinks else _NOFOLLOW
+    nofollow = 0 if follow_symlinks else O_NOFOLLOW
     parts = PurePosixPath(relpath).parts
     if not parts or any(part in ("..", "/") for part in parts):
         raise VersionChanged(root / relpath, "not a path inside its folder")
-    directory = os.open(root, _FLAGS | _DIRECTORY)
+    directory = os.open(root, _FLAGS | O_DIRECTORY)
     try:
         for part in parts[:-1]:
             try:
-                inner = os.open(part, _FLAGS | _DIRECTORY | nofollow, dir_fd=directory)
+                inner = os.open(part, _FLAGS | O_DIRECTORY | nofollow, dir_fd=directory)
             except OSError as error:
-                if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                if error.errno in LINK_REFUSED:
                     raise VersionChanged(root / relpath, f"{part!r} on its path is no longer a folder") from None
                 raise
             os.close(directory)
@@ -63,7 +63,7 @@ def open_version(root: Path, relpath: str, *, follow_symlinks: bool, size: int, 
         try:
             descriptor = os.open(parts[-1], _FLAGS | os.O_NONBLOCK | nofollow, dir_fd=directory)
         except OSError as error:
-            if error.errno == errno.ELOOP:
+            if error.errno in (errno.ELOOP, errno.EMLINK):
                 raise VersionChanged(root / relpath, "it is a symbolic link now") from None
             raise
     finally:

@@ -33,7 +33,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from deepva_watch.flow.requeue import Requeued, Target, reprocess_target, requeue, retry_target
 from deepva_watch.service.access import Access, Session, clear_cookie, same_origin, set_cookie
-from deepva_watch.service.status import ASSET_ID, Sources, asset_json, overview, search, story
+from deepva_watch.service.status import ASSET_ID, Sources, asset_json, human_size, overview, search, story
 from deepva_watch.states import State
 
 log = structlog.get_logger("deepva_watch.page")
@@ -71,12 +71,7 @@ def _age(seconds: float | None) -> str:
 
 
 def _size(count: float | None) -> str:
-    if count is None:
-        return "—"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count:.0f} B"
+    return "—" if count is None else human_size(count)
 
 
 def _when(iso: str | None) -> str:

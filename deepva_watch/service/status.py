@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from deepva_watch.config import Config
 from deepva_watch.flow.transfers import TransferView
 from deepva_watch.ledger import Asset, HistoryEntry, Ledger
-from deepva_watch.service.health import Health
+from deepva_watch.service.health import FolderState, Health
 from deepva_watch.states import ALL, FINAL, State
+from deepva_watch.watch.discover import latest_in_order
 
 #: Recent failures shown on the page.
 RECENT_FAILURES = 20
@@ -36,29 +37,14 @@ ASSET_ID = re.compile(r"dvw-[0-9a-f]{32}")
 STATE_ORDER = {str(state): index for index, state in enumerate(ALL)}
 
 
-class FolderView(Protocol):
-    """What the page reads of a folder's watch (``deepva_watch.watch.supervisor.FolderStatus`` has it)."""
-
-    @property
-    def folder(self) -> str: ...
+class FolderView(FolderState, Protocol):
+    """What the page reads of a folder's watch besides what health reads: how it is watched, and why."""
 
     @property
     def mode(self) -> str: ...
 
     @property
     def why_mode(self) -> str: ...
-
-    @property
-    def paused(self) -> bool: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def warning(self) -> str: ...
-
-    @property
-    def last_scan_at(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +65,14 @@ def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def human_size(count: float) -> str:
+    """``91.7 kB``, ``2.1 GB``: decimal units, as file managers show them."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count:.0f} B"
 
 
 def asset_json(asset: Asset, now: float) -> dict[str, Any]:
@@ -174,8 +168,8 @@ def search(sources: Sources, text: str, limit: int = SEARCH_LIMIT) -> dict[str, 
     """The newest version of each file whose path (below its folder) holds ``text``, ignoring case; at most ``limit``,
     by folder and path.
 
-    The ledger is asked for each folder's path list (one short tuple per path, as ``deepva-watch assets`` does) and
-    only the rows picked are read whole.
+    Each folder's paths are read in order a page at a time (as ``deepva-watch assets`` does), until ``limit`` match,
+    and only the rows picked are read whole.
     """
     now = sources.clock()
     needle = text.strip()[:SEARCH_TEXT_LIMIT]
@@ -186,7 +180,7 @@ def search(sources: Sources, text: str, limit: int = SEARCH_LIMIT) -> dict[str, 
     picked: list[tuple[str, str]] = []
     more = False
     for folder in folders:
-        for relpath in sorted(sources.ledger.latest_versions(folder)):
+        for relpath, *_ in latest_in_order(sources.ledger, folder):  # in path order, a page at a time
             if wanted in relpath.casefold():
                 if len(picked) == limit:
                     more = True

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image, IptcImagePlugin, JpegImagePlugin, UnidentifiedImageError
 
+from deepva_watch.fsutil import O_CLOEXEC, O_NOFOLLOW
 from deepva_watch.sidecars.keywords import KeywordFields
 from deepva_watch.sidecars.rdf import read_properties
 
@@ -21,7 +22,7 @@ _FORMATS = ("JPEG", "PNG")
 _IPTC_KEYWORDS = (2, 25)
 _IPTC_CHARSET = (1, 90)
 _IPTC_UTF8 = b"\x1b%G"
-_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | O_CLOEXEC
 
 
 def read_embedded_keywords(path: Path) -> KeywordFields:
@@ -35,7 +36,7 @@ def read_embedded_keywords(path: Path) -> KeywordFields:
 
 def read_embedded_keywords_at(dir_fd: int, name: str) -> KeywordFields:
     """:func:`read_embedded_keywords` for the file ``name`` in the open folder ``dir_fd``, never through a link."""
-    return _read(os.open(name, _FLAGS | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd))
+    return _read(os.open(name, _FLAGS | O_NOFOLLOW, dir_fd=dir_fd))
 
 
 def _read(descriptor: int) -> KeywordFields:

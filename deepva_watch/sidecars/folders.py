@@ -9,23 +9,17 @@ symbolic link, ``..`` or anything that is not a folder. Every file operation the
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepva_watch.fsutil import describe_kind
+from deepva_watch.fsutil import LINK_REFUSED, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, describe_kind
 from deepva_watch.sidecars.model import SidecarSettings
 from deepva_watch.sidecars.naming import UnsafeSidecarPath, inside, relative_to_root
 
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_FOLDER_FLAGS = os.O_RDONLY | _DIRECTORY | _CLOEXEC
-#: What open(2) says for a link met with O_NOFOLLOW (ELOOP; EMLINK on FreeBSD) or a non-folder met with O_DIRECTORY.
-_REFUSED = {errno.ELOOP, errno.EMLINK, errno.ENOTDIR}
+_FOLDER_FLAGS = os.O_RDONLY | O_DIRECTORY | O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -130,9 +124,9 @@ def _open_part(parent: int, name: str, path: Path, *, create: bool, follow_links
 
 def _open_folder_at(parent: int, name: str, path: Path, follow_links: bool) -> int:
     try:
-        return os.open(name, _FOLDER_FLAGS | (0 if follow_links else _NOFOLLOW), dir_fd=parent)
+        return os.open(name, _FOLDER_FLAGS | (0 if follow_links else O_NOFOLLOW), dir_fd=parent)
     except OSError as error:
-        if error.errno not in _REFUSED:
+        if error.errno not in LINK_REFUSED:
             raise
     raise UnsafeSidecarPath(f"refused to write sidecars through {path}: it is {_kind(parent, name)}, and no link is "
                             "followed below the configured folder")

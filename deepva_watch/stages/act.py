@@ -29,10 +29,6 @@ log = structlog.get_logger("deepva_watch.act")
 ACT_WORKERS = 2
 
 
-def actions_for(folder: FolderConfig, outcome: str) -> Actions | None:
-    return folder.on_done if outcome == "done" else folder.on_failed
-
-
 def steps_of(actions: Actions) -> list[str]:
     return [name for name, wanted in (("move_to", actions.move_to is not None), ("exec", bool(actions.exec)),
                                       ("http", actions.http is not None)) if wanted]
@@ -40,7 +36,7 @@ def steps_of(actions: Actions) -> list[str]:
 
 def act(services: Services, asset: Asset) -> Outcome:
     folder = services.folder_named(asset.actions_folder or asset.folder)
-    actions = actions_for(folder, outcome_of(asset)) if folder is not None else None
+    actions = folder.actions_for(outcome_of(asset)) if folder is not None else None
     steps = steps_of(actions) if actions is not None else []
     if folder is None or actions is None or asset.actions_done >= len(steps):
         return _landed(asset, {})

@@ -19,7 +19,7 @@ from deepva_watch.flow import Advance, Fail, Outcome, Services, gone
 from deepva_watch.flow.policy import changed_outcome, outcome_for
 from deepva_watch.ledger import Asset
 from deepva_watch.media import MediaKind
-from deepva_watch.media.files import Identity, VersionChanged, descriptor_path, open_version
+from deepva_watch.media.files import VersionChanged, descriptor_path, open_version
 from deepva_watch.media.probe import probe
 from deepva_watch.sidecars import (
     Provenance,
@@ -65,10 +65,9 @@ def report(services: Services, asset: Asset) -> Outcome:
 
 def _write(services: Services, asset: Asset, *, completed: bool) -> Outcome | WrittenSidecars:
     folder = services.folder(asset)
-    identity = Identity(asset.device, asset.inode) if asset.device is not None and asset.inode is not None else None
     try:
         with open_version(folder.path.absolute(), asset.relpath, follow_symlinks=folder.follow_symlinks,
-                          size=asset.size, mtime_ns=asset.mtime_ns, identity=identity) as descriptor:
+                          size=asset.size, mtime_ns=asset.mtime_ns, identity=asset.identity) as descriptor:
             written = write_sidecars(services, asset, completed=completed, descriptor=descriptor)
     except VersionChanged as changed:
         return changed_outcome(changed, "the file changed while DeepVA worked on it")

@@ -7,7 +7,7 @@ Creating a job is not idempotent and may succeed even when the answer is lost, s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -20,7 +20,7 @@ from deepva_watch.flow.budget import Allowance
 from deepva_watch.flow.policy import outcome_for
 from deepva_watch.ledger import Asset, Quota
 from deepva_watch.sources import SourceMappingError, job_source
-from deepva_watch.stages.track import expected_seconds, first_look
+from deepva_watch.stages.track import expected_by_kind, first_look
 from deepva_watch.states import State
 
 log = structlog.get_logger("deepva_watch.submit")
@@ -37,17 +37,11 @@ class Submissions:
 
     services: Services
     allowance: Allowance
-    expected: dict[str, float | None] = field(default_factory=dict)
-
-    def expected_seconds(self, kind: str | None) -> float | None:
-        key = kind or ""
-        if key not in self.expected:
-            self.expected[key] = expected_seconds(self.services.ledger, kind)
-        return self.expected[key]
+    expected: dict[str, float | None]
 
 
 def begin(services: Services, assets: Sequence[Asset]) -> Submissions:
-    return Submissions(services, Allowance(services))
+    return Submissions(services, Allowance(services), expected_by_kind(services.ledger, assets))
 
 
 def create_job(batch: Submissions, asset: Asset) -> Outcome:
@@ -59,7 +53,7 @@ def create_job(batch: Submissions, asset: Asset) -> Outcome:
             if existing:
                 job = min(existing, key=lambda found: (found.time_created is None, found.time_created, found.id))
                 log.info("job_found_by_tag", job_id=job.id, jobs_with_tag=len(existing))
-                return submitted(services, job, batch.expected_seconds(asset.kind))
+                return submitted(services, job, batch.expected.get(asset.kind or "video"))
         if (over_budget := batch.allowance.take(asset)) is not None:
             return over_budget
         source = job_source(folder, asset.path, asset.storage_url)
@@ -74,7 +68,7 @@ def create_job(batch: Submissions, asset: Asset) -> Outcome:
         if may_have_been_applied(error) and isinstance(outcome, Retry):
             return Retry(outcome.error, outcome.delay, outcome.counts, {"submit_attempted": 1})
         return outcome
-    return submitted(services, job, batch.expected_seconds(asset.kind))
+    return submitted(services, job, batch.expected.get(asset.kind or "video"))
 
 
 def submitted(services: Services, job: Job, expected: float | None) -> Advance:

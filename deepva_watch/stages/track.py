@@ -71,9 +71,14 @@ def expected_seconds(ledger: Ledger, kind: str | None) -> float | None:
     return statistics.median(recent) if recent else None
 
 
+def expected_by_kind(ledger: Ledger, assets: Sequence[Asset]) -> dict[str, float | None]:
+    """:func:`expected_seconds` for each kind of file in a batch (``kind or "video"``), one query per kind."""
+    return {kind: expected_seconds(ledger, kind) for kind in {asset.kind or "video" for asset in assets}}
+
+
 def begin(services: Services, assets: Sequence[Asset]) -> Batch:
     """List pages instead of one request per job, for as long as the pages still hold jobs of the batch."""
-    batch = Batch(services, expected={kind: expected_seconds(services.ledger, kind) for kind in ("image", "video")})
+    batch = Batch(services, expected=expected_by_kind(services.ledger, assets))
     wanted = {asset.job_id for asset in assets if asset.job_id}
     if len(wanted) < LIST_THRESHOLD:
         return batch

@@ -8,15 +8,17 @@ An upload cut off after bytes went out may leave a partial object in storage: th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
 from deepva_watch.deepva import DeepVAError, SourceChanged
 from deepva_watch.flow import Advance, Changed, Outcome, Retry, Services
-from deepva_watch.flow.budget import budget_wait
+from deepva_watch.flow.budget import BudgetState, budget_state, wait_for_tomorrow
 from deepva_watch.flow.policy import changed_outcome, outcome_for
 from deepva_watch.ledger import Asset
-from deepva_watch.media.files import Identity, VersionChanged, open_version
+from deepva_watch.media.files import VersionChanged, open_version
 from deepva_watch.sources import source_for
 from deepva_watch.states import State
 
@@ -36,14 +38,27 @@ def upload_window(services: Services) -> int:
     return window - services.ledger.count_in((State.UPLOADING, State.UPLOADED))
 
 
-def upload(services: Services, asset: Asset) -> Outcome:
-    if (over_budget := budget_wait(services, asset)) is not None:
-        return over_budget
+@dataclass(frozen=True)
+class Uploads:
+    """What a batch of uploads shares: the day's spending, read once (uploads spend nothing; job creation does)."""
+
+    services: Services
+    budget: BudgetState | None
+
+
+def begin(services: Services, assets: Sequence[Asset]) -> Uploads:
+    return Uploads(services, budget_state(services.config.budget, services.ledger, services.clock.now()))
+
+
+def upload(batch: Uploads, asset: Asset) -> Outcome:
+    """At the daily cap for the file's kind it waits for the next day; otherwise it goes to storage."""
+    services = batch.services
+    if batch.budget is not None and batch.budget.left(asset.kind) <= 0:
+        return wait_for_tomorrow(batch.budget, asset.kind)
     folder = services.folder(asset)
-    identity = Identity(asset.device, asset.inode) if asset.device is not None and asset.inode is not None else None
     try:
         with open_version(folder.path.absolute(), asset.relpath, follow_symlinks=folder.follow_symlinks,
-                          size=asset.size, mtime_ns=asset.mtime_ns, identity=identity) as descriptor:
+                          size=asset.size, mtime_ns=asset.mtime_ns, identity=asset.identity) as descriptor:
             if not source_for(folder).uploads:
                 return Advance(State.UPLOADED, {"storage_url": None, "storage_id": None})
             if asset.upload_attempted:
@@ -56,7 +71,7 @@ def upload(services: Services, asset: Asset) -> Outcome:
         return changed_outcome(changed, "the file changed before upload")
     except SourceChanged:
         try:
-            info = os.stat(asset.path, follow_symlinks=False)
+            info = os.stat(asset.path, follow_symlinks=folder.follow_symlinks)  # as settling looked at it
         except FileNotFoundError:
             return Advance(State.GONE, {"last_error": "the file disappeared during upload"})
         return Changed(info.st_size, info.st_mtime_ns, "the file changed during upload; the new version follows")

@@ -263,12 +263,6 @@ def scan_tree(folder: FolderConfig, under: str = "", *,
     return result
 
 
-def scan(folder: FolderConfig) -> Iterator[Sighting]:
-    """Every candidate file in the folder, as sightings."""
-    for relpath, (size, mtime_ns) in scan_tree(folder).snapshot.items():
-        yield Sighting(relpath, size, mtime_ns)
-
-
 def sighting_for(folder: FolderConfig, path: Path) -> Sighting | None:
     """Stat one path named by an event; None if it is not a candidate regular file (or is already gone)."""
     relpath = relative(folder.path.absolute(), path)
@@ -489,21 +483,13 @@ def apply_scan(
     current: Snapshot,
     now: float,
     *,
-    previous: Snapshot | None = None,
     unreadable: Iterable[str] = (),
 ) -> tuple[list[str], int]:
-    """Bring the ledger in line with one scan. Returns (paths with a new version, versions marked gone).
-
-    With ``previous`` (the last scan, while polling) only the folders that differ between the two scans are looked
-    at; without it the scan is reconciled with the ledger itself, read in path order a page at a time. Files below an
-    ``unreadable`` sub-folder are unknown, not gone. On the folder's first scan its ``existing`` rule decides which of
-    the files present are recorded ``skipped``.
+    """Bring the ledger in line with one scan, reconciled with the ledger itself, read in path order a page at a time
+    (while polling, :class:`Poll` compares with the last scan instead). Returns (paths with a new version, versions
+    marked gone). Files below an ``unreadable`` sub-folder are unknown, not gone. On the folder's first scan its
+    ``existing`` rule decides which of the files present are recorded ``skipped``.
     """
-    if previous is not None:
-        poll = Poll(ledger, folder, previous, lambda: now)
-        for prefix, listing in current.listings.items():
-            poll.listed(prefix, listing)
-        return poll.finish(current, unreadable)
     key = folder_key(folder)
     recording = _Recording(ledger, folder, lambda: now, tuple(prefix + "/" for prefix in unreadable))
     first_scan = ledger.folder_first_seen(key) is None

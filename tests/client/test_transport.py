@@ -13,6 +13,7 @@ import requests
 from deepva_scripted_server import API_KEY, Reply, job_json
 
 from deepva_watch.deepva import DeepVAClient, RetryPolicy, TransportError
+from tests.conftest import free_port
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -74,12 +75,6 @@ def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def _client(base_url: str, *, attempts: int = 1, read_timeout: float = 5.0) -> DeepVAClient:
     return DeepVAClient(base_url, API_KEY, timeout=(2.0, read_timeout), retry=RetryPolicy(attempts=attempts),
                         sleep=lambda _: None)
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_chunked_answers_are_read_and_one_connection_serves_every_call(raw_server) -> None:
@@ -166,7 +161,7 @@ def test_a_proxy_from_the_environment_carries_the_calls(server, no_proxies) -> N
 
 
 def test_no_proxy_bypasses_the_proxy(server, no_proxies) -> None:
-    no_proxies.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    no_proxies.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # bound, then closed: nobody listens
     server.script("GET", "/jobs/j1/", Reply(200, job_json("j1")))
     with _client(server.base_url) as client, pytest.raises(TransportError) as caught:
         client.get_job("j1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,7 +12,7 @@ from deepva_watch.commands.common import Progress
 from deepva_watch.commands.doctor import folder_checks, inotify_checks, watch_check
 from deepva_watch.config import load_config
 from tests.commands.conftest import CliResult
-from tests.conftest import write_config
+from tests.conftest import free_port, write_config
 
 Cli = Callable[..., CliResult]
 
@@ -63,10 +62,7 @@ def test_a_broken_config_is_one_failed_check_and_exit_code_2(tmp_path: Path, cli
 
 
 def test_an_unreachable_api_is_reported_with_a_fix(tmp_path: Path, cli: Cli) -> None:
-    with socket.socket() as probe:  # a port nobody listens on: bound, then closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config, _ = _setup(tmp_path, f"http://127.0.0.1:{port}/api/v1")
+    config, _ = _setup(tmp_path, f"http://127.0.0.1:{free_port()}/api/v1")  # bound, then closed: nobody listens
     result = cli("doctor", "-c", str(config), "--json")
     assert result.code == 1
     api = _checks(result)["api"]

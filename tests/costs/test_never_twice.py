@@ -10,27 +10,21 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from deepva_watch.cli import main
-from deepva_watch.ledger import SqliteLedger
 from deepva_watch.states import State
 from deepva_watch.watch.discover import reconcile
 from tests.conftest import FIXTURES
-from tests.flow.conftest import FakeClient, Flow, make_flow
+from tests.flow.conftest import FakeClient, Flow, make_flow, one_folder
 
 S = State
 
 
-def _flow(tmp_path: Path, client: FakeClient | None = None, **folder: object) -> Flow:
-    watch = tmp_path / "watch"
-    watch.mkdir(exist_ok=True)
-    top = folder.pop("top", {})
-    assert isinstance(top, dict)
-    return make_flow({"ledger": str(tmp_path / "ledger.sqlite3"), **top,
-                      "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 1,
-                                   **folder}]}, client)
+def _flow(tmp_path: Path, client: FakeClient | None = None, top: dict[str, Any] | None = None, **folder: Any) -> Flow:
+    return one_folder(tmp_path, top, client, modules={"face_recognition": {}}, **folder)
 
 
 def _states(flow: Flow) -> dict[str, str]:
@@ -157,13 +151,6 @@ def test_at_the_daily_cap_files_wait_for_the_next_day_and_nothing_fails(tmp_path
 
 def _local_hhmm(at: float) -> str:
     return time.strftime("%H:%M", time.localtime(at))
-
-
-def test_a_ledger_from_before_folders_were_recorded_counts_its_folders_as_seen(tmp_path: Path) -> None:
-    flow = _flow(tmp_path)
-    flow.drop("a.png")
-    assert isinstance(flow.services.ledger, SqliteLedger)
-    assert flow.services.ledger.folder_first_seen(str(flow.watch)) is not None
 
 
 def test_status_shows_the_days_spending_and_until_when_work_waits(tmp_path: Path, capsys) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deepva_watch.states import State
 from deepva_watch.watch.retention import DAY_SECONDS, Retention
-from tests.flow.conftest import Flow, make_flow
+from tests.flow.conftest import Flow, one_folder
 
 S = State
 
@@ -19,10 +19,8 @@ def _publish(flow: Flow, *names: str) -> None:
 
 
 def test_only_rows_that_guard_nothing_go_and_history_with_them(tmp_path: Path) -> None:
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    flow = make_flow({"ledger": str(tmp_path / "ledger.sqlite3"), "ledger_retention_days": 30,
-                      "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}]})
+    flow = one_folder(tmp_path, {"ledger_retention_days": 30})
+    watch = flow.watch
     _publish(flow, "kept.png", "deleted.png", "changed.png", "vanished-early.png")
     (watch / "deleted.png").unlink()
     with (watch / "changed.png").open("ab") as grown:
@@ -51,10 +49,8 @@ def test_only_rows_that_guard_nothing_go_and_history_with_them(tmp_path: Path) -
 
 
 def test_nothing_goes_while_the_folder_is_unreachable(tmp_path: Path) -> None:
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    flow = make_flow({"ledger": str(tmp_path / "ledger.sqlite3"), "ledger_retention_days": 1,
-                      "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}]})
+    flow = one_folder(tmp_path, {"ledger_retention_days": 1})
+    watch = flow.watch
     _publish(flow, "a.png")
     shutil.rmtree(watch)  # the share dropped: its mount point is gone
     flow.clock.advance(2 * DAY_SECONDS)

@@ -15,13 +15,15 @@ import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pytest
 import requests
 from PIL import Image
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoAlertPresentException, NoSuchElementException, StaleElementReferenceException, WebDriverException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -31,7 +33,7 @@ from tests.conftest import FIXTURES, free_port, ledger_rows, require_program, wa
 
 TOKEN = "status-page-token-4b8e2f0d17c3a9"
 HOSTILE_DIR, HOSTILE_FILE = "<script>alert(1)<", "script>.jpg"  # together the path <script>alert(1)</script>.jpg
-STALE = (StaleElementReferenceException, NoSuchElementException)
+T = TypeVar("T")
 
 
 def _browser() -> WebDriver:
@@ -51,15 +53,28 @@ def _status(base: str) -> dict[str, Any] | None:
         return None
 
 
+def _while_reloading(look: Callable[[], T]) -> T | None:
+    """``look()``, or None when the page reloaded itself under it: the element went stale or away, or chromedriver
+    lost the document mid-command ("unhandled inspector error"). Anything else is raised."""
+    try:
+        return look()
+    except (StaleElementReferenceException, NoSuchElementException):
+        return None
+    except WebDriverException as error:
+        if "inspector error" in (error.msg or ""):
+            return None
+        raise
+
+
 def _state_on_front_page(browser: WebDriver, name: str) -> str | None:
     """The state the front page (as last reloaded by itself) shows for the newest file ending in ``name``."""
-    try:
+    def look() -> str | None:
         for row in browser.find_elements(By.CSS_SELECTOR, "#newest tr[data-asset]"):
             if row.find_element(By.TAG_NAME, "a").text == name:
                 return str(row.find_element(By.CSS_SELECTOR, ".state").text)
-    except STALE:  # the page reloaded under us: look again
         return None
-    return None
+
+    return _while_reloading(look)
 
 
 def _hold(browser: WebDriver) -> None:
@@ -69,29 +84,20 @@ def _hold(browser: WebDriver) -> None:
 
 
 def _text(browser: WebDriver, by: str, value: str) -> str | None:
-    try:
-        return str(browser.find_element(by, value).text)
-    except STALE:  # not there (yet), or the page changed under us: look again
-        return None
+    return _while_reloading(lambda: str(browser.find_element(by, value).text))
 
 
 def _click(browser: WebDriver, by: str, value: str) -> None:
     """Click an element of a page that may reload itself between finding and clicking."""
     def attempt() -> bool:
-        try:
-            browser.find_element(by, value).click()
-            return True
-        except STALE:
-            return False
+        browser.find_element(by, value).click()
+        return True
 
-    wait_for(attempt, 10, f"to click {value}")
+    wait_for(lambda: _while_reloading(attempt), 10, f"to click {value}")
 
 
 def _version_state(browser: WebDriver) -> str | None:
-    try:
-        return str(browser.find_element(By.CSS_SELECTOR, "section.version.asked .state").text)
-    except STALE:
-        return None
+    return _while_reloading(lambda: str(browser.find_element(By.CSS_SELECTOR, "section.version.asked .state").text))
 
 
 def test_an_operator_follows_a_file_on_the_status_page(tmp_path, make_emulator, daemon_factory):

@@ -161,12 +161,13 @@ def make_flow(config_data: dict[str, Any], client: FakeClient | None = None) -> 
 
 
 def one_folder(tmp_path: Path, top: dict[str, Any] | None = None, client: FakeClient | None = None,
-               settle_seconds: float = 1) -> Flow:
-    """A flow over one watched folder with the given top-level settings."""
+               settle_seconds: float = 1, **folder: Any) -> Flow:
+    """A flow over one watched folder (``tmp_path/watch``) with the given top-level and folder settings."""
     watch = tmp_path / "watch"
-    watch.mkdir()
+    watch.mkdir(exist_ok=True)
     return make_flow({"ledger": str(tmp_path / "l.sqlite3"), **(top or {}),
-                      "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": settle_seconds}]},
+                      "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": settle_seconds,
+                                   **folder}]},
                      client)
 
 

@@ -21,17 +21,13 @@ from deepva_watch.handoff.move import MoveRefused, move_together, plan_move
 from deepva_watch.states import State
 from deepva_watch.watch.discover import reconcile
 from tests.conftest import small_tmpfs
-from tests.flow.conftest import FakeClient, Flow, make_flow
+from tests.flow.conftest import FakeClient, Flow, one_folder
 
 S = State
 
 
 def _flow(tmp_path: Path, client: FakeClient | None = None, **folder: Any) -> Flow:
-    watch = tmp_path / "watch"
-    watch.mkdir(exist_ok=True)
-    return make_flow({"ledger": str(tmp_path / "ledger.sqlite3"),
-                      "folders": [{"path": str(watch), "modules": {"face_recognition": {}}, "settle_seconds": 1,
-                                   **folder}]}, client)
+    return one_folder(tmp_path, client=client, modules={"face_recognition": {}}, **folder)
 
 
 def _run(flow: Flow, rounds: int = 8) -> None:

@@ -11,7 +11,7 @@ from deepva_watch.listener import Listener
 from deepva_watch.service.health import Health
 from deepva_watch.service.metrics import Metrics
 from deepva_watch.service.web import web_app
-from tests.flow.conftest import Flow, make_flow
+from tests.flow.conftest import Flow, one_folder
 
 
 def _read(port: int, after: int, limit: int = 100) -> dict[str, Any]:
@@ -33,10 +33,7 @@ def _finish(flow: Flow, *names: str, state: str = "completed") -> None:
 
 
 def test_a_client_that_stops_and_comes_back_sees_every_finished_file_once(tmp_path: Path) -> None:
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    flow = make_flow({"ledger": str(tmp_path / "ledger.sqlite3"),
-                      "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 1}]})
+    flow = one_folder(tmp_path)
     health = Health(api_failure_seconds=60, folder_statuses=list, ledger_problem=lambda: None)
     metrics = Metrics(ledger_counts=dict, folder_statuses=list)
     server = Listener("127.0.0.1:0", web_app(metrics, health, ledger=flow.services.ledger), name="metrics").start()

@@ -429,6 +429,7 @@ def test_a_job_that_never_finishes_is_reported_then_gives_up_its_slot_and_is_tra
             break
     assert reports == ["job_overdue", "job_overdue_slot_released"]
     assert ledger.overdue_jobs(flow.clock.now() - 3600)[0].job_id == stuck
+    assert ledger.count_overdue_jobs(flow.clock.now() - 3600, 10) == 1
     flow.run("submit")
     assert ledger.count_by_state()[S.SUBMITTED] == 1, "the next file took the released slot"
     flow.client.finish()

@@ -58,6 +58,7 @@ def test_a_ledger_from_an_earlier_release_is_migrated_in_place(tmp_path: Path) -
     assert old.by_asset_id("f1").failed_in == "report", "a failed DeepVA job: retry means a new job"  # type: ignore[union-attr]
     assert old.by_asset_id("f2").failed_in == "submit", "uploaded, no job: the job creation failed"  # type: ignore[union-attr]
     assert old.by_asset_id("p1").state == State.JOB_FAILED, "a failed job's row goes to its own state"  # type: ignore[union-attr]
+    assert old.folder_first_seen("/w") == 1.0, "a folder with rows was watched before: its existing rule never runs"
     assert old.observe("/w", "b.jpg", 1, 1, now=2.0).outcome == "new"
     assert old.integrity_ok()
     tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -3,8 +3,6 @@ unit it installs checks the config before the start and does not restart a daemo
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deepva_watch.config import load_config
-from tests.conftest import write_config
+from tests.conftest import require_program, require_root, write_config
 
 REPO = Path(__file__).parents[2]
 SCRIPT = REPO / "scripts" / "install-service"
@@ -51,8 +49,9 @@ def test_dry_run_against_the_real_system_changes_nothing() -> None:
 
 @pytest.fixture
 def prefix(tmp_path: Path) -> Path:
-    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("groupadd")):
-        pytest.skip("installing into a prefix needs root and useradd/groupadd (shadow utilities)")
+    require_root("installing into a prefix needs root")
+    require_program("useradd")
+    require_program("groupadd")
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")

@@ -112,14 +112,20 @@ class _ChangingClient:
         raise SourceChanged("POST", "http://127.0.0.1/storage/", reason="the file grew during the upload")
 
 
-def test_a_file_that_changes_during_upload_is_discarded_and_picked_up_as_a_new_version(tmp_path):
+@pytest.mark.parametrize("linked", [False, True], ids=["file", "link in a folder that follows links"])
+def test_a_file_that_changes_during_upload_is_discarded_and_picked_up_as_a_new_version(tmp_path, linked):
     watch = tmp_path / "watch"
     watch.mkdir()
     config = parse_config({"ledger": str(tmp_path / "l.sqlite3"),
-                           "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 0}]})
+                           "folders": [{"path": str(watch), "modules": {"m": {}}, "settle_seconds": 0,
+                                        "follow_symlinks": linked}]})
     services = Services(config, SqliteLedger(config.ledger), _ChangingClient(), SystemClock())  # type: ignore[arg-type]
     runners = {stage.name: StageRunner(stage, services, threading.Event(), lambda state, due_at: None) for stage in STAGES}
-    shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
+    if linked:  # the new version is the linked file's, as settling sees it, not the link's own size
+        shutil.copy(FIXTURES / "sample.jpg", tmp_path / "real.jpg")
+        (watch / "a.jpg").symlink_to(tmp_path / "real.jpg")
+    else:
+        shutil.copy(FIXTURES / "sample.jpg", watch / "a.jpg")
     reconcile(services.ledger, config.folders[0], services.clock.now())
     for name in ("settle", "sniff", "upload"):
         runners[name].run_once()

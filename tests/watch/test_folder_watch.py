@@ -20,6 +20,7 @@ from deepva_watch.watch import supervisor
 from deepva_watch.watch.limits import WATCH_LIMIT_SYSCTL
 from deepva_watch.watch.observer import start_observer
 from deepva_watch.watch.supervisor import EMPTY_GUARD_FILES
+from tests.conftest import require_root
 from tests.watch.conftest import eventually
 
 GONE, PUBLISHED, SETTLING = State.GONE, State.PUBLISHED, State.SETTLING
@@ -94,9 +95,9 @@ def test_an_overflow_leads_to_a_rescan_that_finds_every_file(harness):
     assert watch.status().events_missed == 0, "a reported overflow is not deafness"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.inotify.max_queued_events needs root")
 def test_a_real_kernel_overflow_is_reported_and_events_keep_arriving(harness):
     """The kernel's own overflow: a new inotify instance made with a queue of 16 events, flooded."""
+    require_root("lowering fs.inotify.max_queued_events needs root")
     queued = Path("/proc/sys/fs/inotify/max_queued_events")
     original = queued.read_text()
     queued.write_text("16\n")
