@@ -8,11 +8,16 @@ jobs (must not exceed 50), total wall time against the ideal (M × 2 s / 50), an
 
     .venv/bin/python benchmarks/backlog.py                 # 5,000 and 1,000 files
     .venv/bin/python benchmarks/backlog.py --files 500 --limited-files 200   # quicker
+    .venv/bin/python benchmarks/backlog.py --ledger postgres     # the same on a throwaway PostgreSQL server
+
+With ``--ledger postgres`` the daemon is one node of a PostgreSQL ledger (``pgcluster.py``: a throwaway server on this
+machine, durability off as in the tests), a fresh database per scenario; the figures are printed as for SQLite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import shutil
 import statistics
@@ -20,15 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (FIXTURES, count_states, create_cost_us, emulator_stats, machine_speed_ms, report, scratch_dir,
-                    start_daemon, start_emulator)
+from common import (FIXTURES, count_states, create_cost_us, emulator_stats, machine_speed_ms, postgres_bytes, report,
+                    scratch_dir, start_daemon, start_emulator, tree_cpu_seconds)
+from pgcluster import Cluster, throwaway_cluster
 
 
-def config_text(run: Path, api_url: str, watch: Path, *, max_active_jobs: int, poll: float) -> str:
+def config_text(run: Path, api_url: str, watch: Path, *, max_active_jobs: int, poll: float,
+                ledger: Path | str) -> str:
     return f"""api:
   url: {api_url}
   key_file: {run / 'api-key'}
-ledger: {run / 'ledger.sqlite3'}
+ledger: {ledger}
 max_uploads: 2
 max_active_jobs: {max_active_jobs}
 poll_interval_seconds: {poll}
@@ -62,7 +69,7 @@ def drop(staging: Path, watch: Path) -> None:
 SPEED_SAMPLE_SECONDS = 2.0
 
 
-def drain(ledger: Path, files: int, timeout: float) -> tuple[bool, float, float | None, list[float]]:
+def drain(ledger: Path | str, files: int, timeout: float) -> tuple[bool, float, float | None, list[float]]:
     """Wait until every file is published: whether they all were, the time that took, the steady rate (files per
     second between the 10th and the 90th percent published; None for runs too short to tell) and the machine's speed
     sampled along the way (``machine_speed_ms``)."""
@@ -144,7 +151,8 @@ def remove_leftovers() -> None:
 
 
 def run_scenario(files: int, processing_time: float, max_active_jobs: int, poll: float, timeout: float,
-                 quiet_wait: float = 0.0) -> dict:
+                 quiet_wait: float = 0.0, postgres: Cluster | None = None) -> dict:
+    """One drain; on a fresh database of ``postgres`` when given, else on a SQLite file in the run folder."""
     run = Path(tempfile.mkdtemp(prefix="deepva-bench-"))
     storage = scratch_dir("deepva-bench-storage-")
     _LEFTOVERS.extend((run, storage))
@@ -152,28 +160,36 @@ def run_scenario(files: int, processing_time: float, max_active_jobs: int, poll:
     watch.mkdir()
     first_create_cost, create_cost, quiet_waited = wait_for_quiet_folder(run, quiet_wait)
     speed_before = machine_speed_ms()
+    ledger: Path | str = run / "ledger.sqlite3"
+    if postgres is not None:
+        ledger = postgres.url(postgres.create_database(owner="postgres"))
     emulator, api_url = start_emulator(run, processing_time, data_dir=storage)
-    daemon = start_daemon(run, config_text(run, api_url, watch, max_active_jobs=max_active_jobs, poll=poll))
+    daemon = start_daemon(run, config_text(run, api_url, watch, max_active_jobs=max_active_jobs, poll=poll,
+                                           ledger=ledger))
     try:
         staged_at = time.monotonic()
         staging = stage(run, files)
         staging_seconds = time.monotonic() - staged_at
         time.sleep(1.5)  # let the daemon start and take its first scan of the empty folder
         cpu_before = daemon.cpu_seconds()
+        server_before = tree_cpu_seconds(postgres.pid) if postgres else 0.0
         drop(staging, watch)
-        done, elapsed, steady, speeds = drain(run / "ledger.sqlite3", files, timeout)
+        done, elapsed, steady, speeds = drain(ledger, files, timeout)
         cpu = daemon.cpu_seconds() - cpu_before
+        server_cpu = tree_cpu_seconds(postgres.pid) - server_before if postgres else None
         figures = {
             "files": files,
             "done": done,
-            "states": count_states(run / "ledger.sqlite3"),
+            "states": count_states(ledger),
             "elapsed": elapsed,
             "steady": steady,
             "staging_seconds": staging_seconds,
             "cpu": cpu,
             "rss_mb": daemon.peak_rss_mb(),
             "emulator_cpu": emulator.cpu_seconds(),
-            "ledger_bytes": sum(p.stat().st_size for p in run.glob("ledger.sqlite3*")),
+            "server_cpu": server_cpu,
+            "ledger_bytes": (postgres_bytes(ledger) if isinstance(ledger, str)
+                             else sum(p.stat().st_size for p in run.glob("ledger.sqlite3*"))),
             "stats": emulator_stats(api_url),
             "create_cost_us": create_cost,
             "first_create_cost_us": first_create_cost,
@@ -194,12 +210,21 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=300.0, metavar="SECONDS",
                         help="wait up to this long for the run folder to leave the slow-create state before the "
                              "throughput run (0: start at once and report the state)")
+    parser.add_argument("--ledger", choices=("sqlite", "postgres"), default="sqlite",
+                        help="a SQLite file, or a throwaway PostgreSQL server (default: %(default)s)")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        postgres = stack.enter_context(throwaway_cluster()) if args.ledger == "postgres" else None
+        run_all(args, postgres)
 
+
+def run_all(args: argparse.Namespace, postgres: Cluster | None) -> None:
+    ledger = f"; {args.ledger} ledger"
     if not args.skip_throughput:
-        result = run_scenario(args.files, 0.0, max_active_jobs=200, poll=0.2, timeout=900, quiet_wait=args.quiet_wait)
+        result = run_scenario(args.files, 0.0, max_active_jobs=200, poll=0.2, timeout=900, quiet_wait=args.quiet_wait,
+                              postgres=postgres)
         requests = sum(result["stats"]["requests"].values())
-        report(f"{args.files} images, processing time 0", [
+        report(f"{args.files} images, processing time 0{ledger}", [
             ("all published", f"{result['done']} {result['states']}"),
             ("wall time", f"{result['elapsed']:.1f} s"),
             ("files per second", f"{args.files / result['elapsed']:.0f}  (target >= 150)"),
@@ -207,9 +232,13 @@ def main() -> None:
             ("  not counted", f"{result['staging_seconds']:.1f} s writing the files next door before the drop"),
             ("daemon CPU per file", f"{1000 * result['cpu'] / args.files:.2f} ms (with any process it starts)"),
             ("emulator CPU per file", f"{1000 * result['emulator_cpu'] / args.files:.2f} ms (same machine, 2 cores)"),
+            *([("PostgreSQL CPU per file", f"{1000 * result['server_cpu'] / args.files:.2f} ms (the server and its "
+                                           "backends, same machine; the benchmark's own polling included)")]
+              if result["server_cpu"] is not None else []),
             ("daemon peak RSS", f"{result['rss_mb']:.0f} MB  (target <= 200; the sum of its and its children's "
                                 f"peaks)"),
-            ("ledger size", f"{result['ledger_bytes'] / 1e6:.1f} MB ({result['ledger_bytes'] / args.files:.0f} B/file)"),
+            ("ledger size", f"{result['ledger_bytes'] / 1e6:.1f} MB ({result['ledger_bytes'] / args.files:.0f} B/file)"
+                            + (", the whole database (an empty one takes about 7.5 MB)" if postgres else "")),
             ("API requests per job", f"{requests / max(1, result['stats']['jobs_created']):.2f}"),
             ("baseline: file create", f"{result['create_cost_us']:.0f} us CPU to create, write and rename a small file "
                                       "in the run folder (about 40 on a quiet ext4; several hundred right after mass "
@@ -228,11 +257,11 @@ def main() -> None:
     if not files:
         return
     # list polling serves every due job with one request, so a short interval costs little (about 0.4 per job here)
-    result = run_scenario(files, 2.0, max_active_jobs=50, poll=0.1, timeout=900)
+    result = run_scenario(files, 2.0, max_active_jobs=50, poll=0.1, timeout=900, postgres=postgres)
     stats = result["stats"]
     ideal = files * 2.0 / 50
     requests = sum(stats["requests"].values())
-    report(f"{files} images, processing time 2 s, max_active_jobs 50", [
+    report(f"{files} images, processing time 2 s, max_active_jobs 50{ledger}", [
         ("all published", f"{result['done']} {result['states']}"),
         ("peak concurrent jobs (emulator)", f"{stats['peak_active_jobs']}  (limit 50)"),
         ("wall time", f"{result['elapsed']:.1f} s; ideal {ideal:.1f} s; ratio {result['elapsed'] / ideal:.2f}  (target <= 1.15)"),

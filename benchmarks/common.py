@@ -45,23 +45,33 @@ class Process:
         return sum(_peak_rss_mb(pid) for pid in (self.pid, *self.descendants()))
 
     def descendants(self) -> list[int]:
-        found: list[int] = []
-        pending = [self.pid]
-        while pending:
-            pid = pending.pop()
-            for task in Path(f"/proc/{pid}/task").glob("*"):
-                try:
-                    children = [int(child) for child in (task / "children").read_text().split()]
-                except OSError:
-                    continue
-                found.extend(children)
-                pending.extend(children)
-        return found
+        return descendants(self.pid)
 
     def stop(self, timeout: float = 60) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         return self.popen.wait(timeout=timeout)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process started by ``root``, its children's children included."""
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and of every process it started, live or ended (a server and its backends)."""
+    return sum(_cpu_seconds(pid, ended_children=pid == root) for pid in (root, *descendants(root)))
 
 
 def _cpu_seconds(pid: int, *, ended_children: bool) -> float:
@@ -163,7 +173,10 @@ def start_daemon(run: Path, config_text: str, log_level: str = "warning") -> Pro
     return Process(popen)
 
 
-def count_states(ledger: Path) -> dict[str, int]:
+def count_states(ledger: Path | str) -> dict[str, int]:
+    """Rows by state: of a SQLite file, or of a PostgreSQL ledger given by its URL."""
+    if isinstance(ledger, str):
+        return postgres_counts(ledger)
     if not ledger.exists():
         return {}
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=30)
@@ -173,6 +186,25 @@ def count_states(ledger: Path) -> dict[str, int]:
         return {}
     finally:
         conn.close()
+
+
+def postgres_counts(url: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        try:
+            return dict(conn.execute("SELECT state, COUNT(*) FROM assets GROUP BY state").fetchall())
+        except psycopg.errors.UndefinedTable:  # before the first daemon made the schema
+            return {}
+
+
+def postgres_bytes(url: str) -> int:
+    """The size of the ledger's database on disk."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.25):

@@ -33,11 +33,21 @@ Figures:
     .venv/bin/python benchmarks/production.py --daemon-root /tmp/older-tree   # an older daemon, same emulator
 
 ``--trace FILE`` writes the samples as CSV (seconds since the drop, active jobs, jobs created).
+
+The ledger: ``--ledger sqlite`` (the default: one daemon, a SQLite file) or ``--ledger postgres`` (a throwaway
+PostgreSQL server, ``pgcluster.py``), where ``--nodes N`` daemons share the folder as nodes of one ledger, the quota
+and the request budget being global. Each run ends with one ``compare:`` line (ledger, nodes, utilisation, requests
+per job, wall time), so that runs on the two ledgers can be set side by side:
+
+    .venv/bin/python benchmarks/production.py                                 # SQLite, one node
+    .venv/bin/python benchmarks/production.py --ledger postgres               # PostgreSQL, one node
+    .venv/bin/python benchmarks/production.py --ledger postgres --nodes 2     # PostgreSQL, two nodes
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import os
 import re
@@ -51,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import FIXTURES, KEY, ROOT, Process, count_states, emulator_stats, make_test_video, report, scratch_dir
+from pgcluster import throwaway_cluster
 
 MAX_ACTIVE_JOBS = 20
 """The daemon's default, which the config leaves alone; the figures are measured against it."""
@@ -135,14 +146,17 @@ def start_emulator(run: Path, storage: Path, image_seconds: float) -> tuple[Proc
     return Process(popen), match.group(1)
 
 
-def config_text(run: Path, api_url: str, watch: Path) -> str:
-    """Only what the daemon needs to run: every limit stays at its default."""
+def config_text(run: Path, api_url: str, watch: Path, ledger: Path | str, node: str | None = None) -> str:
+    """Only what the daemon needs to run: every limit stays at its default. ``node``: its name on a PostgreSQL
+    ledger, where the folder is named by an ``id`` shared by the nodes."""
+    node_lines = f"node_name: {node}\n" if node else ""
+    folder_id = "\n    id: watch" if node else ""
     return f"""api:
   url: {api_url}
   key_file: {run / 'api-key'}
-ledger: {run / 'ledger.sqlite3'}
-folders:
-  - path: {watch}
+ledger: {ledger}
+{node_lines}folders:
+  - path: {watch}{folder_id}
     settle_seconds: 1
     modules:
       face_recognition: {{}}
@@ -167,24 +181,24 @@ def daemon_code(daemon_root: Path, run: Path) -> str:
     return f"{Path(found.stdout.strip()).parent} (python {command[0]})"
 
 
-def start_daemon(daemon_root: Path, run: Path, config: str) -> Process:
-    path = run / "config.yaml"
+def start_daemon(daemon_root: Path, run: Path, config: str, name: str = "daemon") -> Process:
+    path = run / f"{'config' if name == 'daemon' else name}.yaml"
     path.write_text(config)
     path.chmod(0o600)
     command, env = daemon_command(daemon_root)
-    log = open(run / "daemon.log", "w")
+    log = open(run / f"{name}.log", "w")
     popen = subprocess.Popen([*command, "run", "-c", str(path)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=run)
     return Process(popen)
 
 
-def drain(api_url: str, ledger: Path, files: int, interval: float, timeout: float, dropped_at: float,
-          daemon: Process) -> tuple[list[Sample], float | None, dict[str, int]]:
+def drain(api_url: str, ledger: Path | str, files: int, interval: float, timeout: float, dropped_at: float,
+          daemons: list[Process]) -> tuple[list[Sample], float | None, dict[str, int]]:
     """Samples the emulator until every file is in a final state: the samples, the time the last file was published
     (None if not all were) and the ledger's states at the end."""
     samples: list[Sample] = []
     states: dict[str, int] = {}
     tick = dropped_at
-    while time.monotonic() - dropped_at < timeout and daemon.popen.poll() is None:
+    while time.monotonic() - dropped_at < timeout and all(daemon.popen.poll() is None for daemon in daemons):
         asked = time.monotonic()
         try:
             stats = emulator_stats(api_url)
@@ -261,7 +275,12 @@ def main() -> None:
     parser.add_argument("--sample-interval", type=float, default=0.1, help="seconds between samples (default 0.1)")
     parser.add_argument("--trace", type=Path, metavar="CSV",
                         help="write the samples here (seconds since the drop, active jobs, jobs created)")
+    parser.add_argument("--ledger", choices=("sqlite", "postgres"), default="sqlite",
+                        help="a SQLite file, or a throwaway PostgreSQL server (default: %(default)s)")
+    parser.add_argument("--nodes", type=int, default=1, help="daemons sharing the folder (PostgreSQL only above 1)")
     args = parser.parse_args()
+    if args.nodes < 1 or (args.nodes > 1 and args.ledger != "postgres"):
+        parser.error("--nodes above 1 needs --ledger postgres (a SQLite ledger has one daemon)")
     quick = args.quick
     workload = Workload(
         images=args.images if args.images is not None else (40 if quick else 150),
@@ -278,7 +297,12 @@ def main() -> None:
     watch = run / "watch"
     watch.mkdir()
     keep = False
+    server = contextlib.ExitStack()
     try:
+        ledger: Path | str = run / "ledger.sqlite3"
+        if args.ledger == "postgres":
+            cluster = server.enter_context(throwaway_cluster())
+            ledger = cluster.url(cluster.create_database("production", owner="postgres"))
         video, video_duration = make_video(run, workload.video_seconds) if workload.videos else (run, 0.0)
         work = workload.images * workload.image_seconds + workload.videos * video_duration
         ideal = work / MAX_ACTIVE_JOBS
@@ -288,30 +312,39 @@ def main() -> None:
         longest_first = makespan(sorted(durations, reverse=True), MAX_ACTIVE_JOBS)
         code = daemon_code(daemon_root, run)
         emulator, api_url = start_emulator(run, storage, workload.image_seconds)
-        daemon = start_daemon(daemon_root, run, config_text(run, api_url, watch))
+        if args.ledger == "sqlite":
+            daemons = [start_daemon(daemon_root, run, config_text(run, api_url, watch, ledger))]
+        else:
+            daemons = [start_daemon(daemon_root, run, config_text(run, api_url, watch, ledger, f"node-{index}"),
+                                    f"node-{index}") for index in range(args.nodes)]
         try:
-            time.sleep(2.0)  # the daemon starts and takes its first look at the empty folder
-            if daemon.popen.poll() is not None:
+            time.sleep(2.0)  # the daemons start and take their first look at the empty folder
+            if stopped := [daemon for daemon in daemons if daemon.popen.poll() is not None]:
                 keep = True
-                raise SystemExit(f"the daemon exited with code {daemon.popen.returncode}; see {run / 'daemon.log'}")
-            cpu_before = daemon.cpu_seconds()
+                raise SystemExit(f"a daemon exited with code {stopped[0].popen.returncode}; see the logs in {run}")
+            cpu_before = sum(daemon.cpu_seconds() for daemon in daemons)
             dropped_at = time.monotonic()
             for path in staged:
                 path.rename(watch / path.name)
-            samples, done, states = drain(api_url, run / "ledger.sqlite3", workload.files, args.sample_interval,
-                                          max(300.0, 10 * ideal), dropped_at, daemon)  # fmt: skip
+            samples, done, states = drain(api_url, ledger, workload.files, args.sample_interval,
+                                          max(300.0, 10 * ideal), dropped_at, daemons)  # fmt: skip
             keep = args.keep or not done  # a run that did not finish is worth a look
             stats = emulator_stats(api_url)
-            cpu = daemon.cpu_seconds()
-            rss = daemon.peak_rss_mb()
+            cpu = sum(daemon.cpu_seconds() for daemon in daemons)
+            rss = sum(daemon.peak_rss_mb() for daemon in daemons)
             emulator_cpu = emulator.cpu_seconds()
         finally:
-            daemon.stop()
+            for daemon in daemons:  # all at once: a node does not see the other leave and take its rows
+                if daemon.popen.poll() is None:
+                    daemon.popen.terminate()
+            for daemon in daemons:
+                daemon.popen.wait(timeout=60)
             emulator.stop()
     except BaseException:
         keep = True
         raise
     finally:
+        server.close()
         if keep:
             print(f"run folder kept: {run}", file=sys.stderr)
         else:
@@ -334,11 +367,14 @@ def main() -> None:
             f"{MAX_ACTIVE_JOBS}); ratio {done / ideal:.2f}" if done is not None else "not every file was published")  # fmt: skip
     refills = (f"{best_in_order:.1f} s in the drop order, {longest_first:.1f} s longest first (jobs created as slots "
                f"free up, published at once)")  # fmt: skip
+    nodes = f"{args.nodes} node{'s' if args.nodes > 1 else ''}"
     report(
         f"{workload.images} images × {workload.image_seconds:g} s, {workload.videos} videos × {video_duration:g} s "
-        f"(real time), default limits",
+        f"(real time), default limits; {args.ledger} ledger, {nodes}",
         [
             ("daemon code", code),
+            ("ledger", f"{args.ledger}, {nodes}" + (" (the quota and request budget are global)"
+                                                   if args.nodes > 1 else "")),
             ("all published", f"{done is not None} {states}"),
             ("quota utilisation", f"{100 * used.mean_active / MAX_ACTIVE_JOBS:.1f} % of the slots in use over the "
                                   f"backlog ({backlog}, drop to last job created; mean {used.mean_active:.1f} of "
@@ -351,11 +387,17 @@ def main() -> None:
             ("  baseline: instant refills", refills),
             ("peak active jobs", f"{stats['peak_active_jobs']} at job creation, {sampled_peak} sampled  "
                                  f"(limit {MAX_ACTIVE_JOBS})"),
-            ("daemon peak RSS", f"{rss:.0f} MB (the sum of its and its child processes' peaks)"),
-            ("daemon CPU", f"{cpu - cpu_before:.1f} s from the drop to the end, {cpu:.1f} s since its start"),
+            ("daemon peak RSS", f"{rss:.0f} MB (the sum of its and its child processes' peaks"
+                                f"{', over every node' if args.nodes > 1 else ''})"),
+            ("daemon CPU", f"{cpu - cpu_before:.1f} s from the drop to the end, {cpu:.1f} s since its start"
+                           f"{' (every node)' if args.nodes > 1 else ''}"),
             ("emulator CPU", f"{emulator_cpu:.1f} s since its start"),
         ],
     )  # fmt: skip
+    print(f"compare: ledger {args.ledger}, {nodes}: quota utilisation {100 * used.mean_active / MAX_ACTIVE_JOBS:.1f} %, "
+          f"requests per job {requests / max(1, jobs):.2f}, wall "
+          + (f"{done:.1f} s (ratio {done / ideal:.2f})" if done is not None else "not all published")
+          + f", peak active {stats['peak_active_jobs']}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ emulator's own counters (which job it completed for which tag, which faults it i
 
     .venv/bin/python benchmarks/reliability.py chaos                    # 300 files, 24 SIGKILLs, faults on
     .venv/bin/python benchmarks/reliability.py chaos --files 60 --kills 20 --seed 3
+    .venv/bin/python benchmarks/reliability.py chaos --ledger postgres --nodes 2   # kills fall on each node in turn
     .venv/bin/python benchmarks/reliability.py outage --minutes 2       # API refuses connections for 2 minutes
     .venv/bin/python benchmarks/reliability.py refused-key              # key rotated twice: key file, then SIGHUP
 
@@ -16,6 +17,7 @@ Each prints a summary table and exits 1 when a check fails. The same functions r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -120,14 +122,20 @@ def free_port() -> int:
 
 @dataclass
 class Rig:
-    """One run: a directory, the emulator process, and the daemon process started and killed at will."""
+    """One run: a directory, the emulator process, and the daemon processes started and killed at will.
+
+    By default one daemon on a SQLite ledger in the run directory. With ``ledger_url`` (a PostgreSQL database) the
+    daemons are ``nodes`` nodes of that ledger, ``node-0``, ``node-1``…, each with its own config and log, watching the
+    same folder under one folder ``id``."""
 
     dir: Path
     emulator: Process
     api_url: str
     watch: Path
     key_file: Path
-    daemon: subprocess.Popen[bytes] | None = None
+    ledger_url: str | None = None
+    nodes: int = 1
+    daemons: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     kills: int = 0
     starts: int = 0
     metrics_port: int | None = None
@@ -136,7 +144,10 @@ class Rig:
     """What the rig saw go wrong while the run went on (a drain that never ended); :func:`verify` reports them."""
 
     @classmethod
-    def create(cls, *, processing_time: float, prefix: str = "deepva-reliability-") -> Rig:
+    def create(cls, *, processing_time: float, prefix: str = "deepva-reliability-", ledger_url: str | None = None,
+               nodes: int = 1) -> Rig:
+        if nodes != 1 and ledger_url is None:
+            raise ValueError("several nodes need a PostgreSQL ledger (ledger_url)")
         run = Path(tempfile.mkdtemp(prefix=prefix))
         emulator, api_url = start_emulator(run, processing_time)
         watch = run / "watch"
@@ -144,29 +155,56 @@ class Rig:
         (run / "staging").mkdir()
         key_file = run / "daemon-key"
         key_file.write_text((run / "api-key").read_text() + "\n")
-        return cls(run, emulator, api_url, watch, key_file)
+        return cls(run, emulator, api_url, watch, key_file, ledger_url, nodes)
 
     @property
-    def ledger(self) -> Path:
-        return self.dir / "ledger.sqlite3"
+    def ledger(self) -> Path | str:
+        """The SQLite file, or the PostgreSQL ledger's URL."""
+        return self.ledger_url or self.dir / "ledger.sqlite3"
+
+    @property
+    def daemon(self) -> subprocess.Popen[bytes] | None:
+        """The first node's process (the only one on SQLite)."""
+        return self.daemons.get(0)
 
     @property
     def log(self) -> Path:
-        return self.dir / "daemon.log"
+        return self.log_of(0)
+
+    def log_of(self, node: int) -> Path:
+        return self.dir / ("daemon.log" if node == 0 else f"daemon-{node}.log")
+
+    def config_of(self, node: int) -> Path:
+        return self.dir / ("config.yaml" if node == 0 else f"config-{node}.yaml")
+
+    def node_name(self, node: int) -> str:
+        return f"node-{node}"
 
     @property
     def control(self) -> str:
         return self.api_url.split("/api/v1")[0] + "/_emulator"
 
     def write_config(self, *, retries: int = 2, metrics: bool = False, api_failure_seconds: float = 300,
-                     max_active_jobs: int = 20, settle: float = 0.3, clean_up: bool = False) -> None:
+                     max_active_jobs: int = 20, settle: float = 0.3, clean_up: bool = False,
+                     lease: float = 10) -> None:
+        """Every node's config; metrics (one port) on the first node only. ``lease``: ``node_lease_seconds`` on a
+        PostgreSQL ledger."""
         if metrics and self.metrics_port is None:
             self.metrics_port = free_port()
-        metrics_block = (
-            f"metrics:\n  listen: 127.0.0.1:{self.metrics_port}\n  api_failure_seconds: {api_failure_seconds}\n"
-            if metrics else ""
-        )
-        (self.dir / "config.yaml").write_text(f"""api:
+        for node in range(self.nodes):
+            metrics_block = (
+                f"metrics:\n  listen: 127.0.0.1:{self.metrics_port}\n  api_failure_seconds: {api_failure_seconds}\n"
+                if metrics and node == 0 else ""
+            )
+            node_block = (f"node_name: {self.node_name(node)}\nnode_lease_seconds: {lease:g}\n"
+                          if self.ledger_url else "")
+            folder_id = "\n    id: shared" if self.ledger_url else ""
+            self.config_of(node).write_text(self._config_text(retries, max_active_jobs, settle, clean_up,
+                                                              metrics_block + node_block, folder_id))
+
+    def _config_text(self, retries: int, max_active_jobs: int, settle: float, clean_up: bool, blocks: str,
+                     folder_id: str) -> str:
+        return (f"""api:
   url: {self.api_url}
   key_file: {self.key_file}
   retries: {retries}
@@ -180,8 +218,8 @@ max_requests_per_minute: 6000
 log_level: info
 delete_storage_after_completion: {str(clean_up).lower()}
 delete_job_after_publish: {str(clean_up).lower()}
-{metrics_block}folders:
-  - path: {self.watch}
+{blocks}folders:
+  - path: {self.watch}{folder_id}
     watch: events
     settle_seconds: {settle}
     rescan_interval_seconds: 30
@@ -191,15 +229,22 @@ delete_job_after_publish: {str(clean_up).lower()}
       object_scene_recognition: {{}}
 """)
 
-    def start_daemon(self) -> None:
-        assert self.daemon is None or self.daemon.poll() is not None, "the daemon is already running"
+    def start_daemon(self, node: int = 0) -> None:
+        running = self.daemons.get(node)
+        assert running is None or running.poll() is not None, f"the daemon of node {node} is already running"
         env = {k: v for k, v in os.environ.items() if k != "DEEPVA_API_KEY"}
-        with open(self.log, "ab") as log:
-            self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "deepva_watch", "run", "-c", str(self.dir / "config.yaml")],
+        with open(self.log_of(node), "ab") as log:
+            self.daemons[node] = subprocess.Popen(
+                [sys.executable, "-m", "deepva_watch", "run", "-c", str(self.config_of(node))],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
             )
         self.starts += 1
+
+    def start_all(self) -> None:
+        """Every node not running yet."""
+        for node in range(self.nodes):
+            if node not in self.daemons or self.daemons[node].poll() is not None:
+                self.start_daemon(node)
 
     def await_health_endpoint(self) -> None:
         """Until /healthz answers; a daemon that exited instead (its metrics port taken between our pick and its bind,
@@ -210,10 +255,10 @@ delete_job_after_publish: {str(clean_up).lower()}
         raise SystemExit(f"the daemon did not answer on /healthz (exit code {self.daemon.poll() if self.daemon else None}):"
                          f"\n{tail}")
 
-    def kill_daemon(self) -> None:
-        assert self.daemon is not None
-        self.daemon.send_signal(signal.SIGKILL)
-        self.daemon.wait(timeout=30)
+    def kill_daemon(self, node: int = 0) -> None:
+        daemon = self.daemons[node]
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=30)
         self.kills += 1
 
     def await_drain(self, expected: int, timeout: float, interval: float = 0.5) -> bool:
@@ -225,33 +270,40 @@ delete_job_after_publish: {str(clean_up).lower()}
         return False
 
     def post_mortem(self) -> str:
-        """The daemon's exit code if it died, or else every thread's stack (the daemon dumps them on SIGUSR1), with
+        """Each daemon's exit code if it died, or else every thread's stack (the daemon dumps them on SIGUSR1), with
         the end of its log."""
-        if self.daemon is None:
+        if not self.daemons:
             return "no daemon was started"
-        code = self.daemon.poll()
-        if code is None:
-            self.daemon.send_signal(signal.SIGUSR1)
-            time.sleep(1.0)  # the dump is written by the daemon's C signal handler, at once; this is for the file
-            state = "the daemon is running; its thread stacks end the log"
-        else:
-            state = f"the daemon exited with code {code}"
-        tail = self.log.read_text(errors="replace")[-12000:] if self.log.exists() else "(no log)"
-        return f"{state}:\n{tail}"
+        told = []
+        for node, daemon in sorted(self.daemons.items()):
+            code = daemon.poll()
+            if code is None:
+                daemon.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)  # the dump is written by the daemon's C signal handler, at once; this is for the file
+                state = "the daemon is running; its thread stacks end the log"
+            else:
+                state = f"the daemon exited with code {code}"
+            log = self.log_of(node)
+            tail = log.read_text(errors="replace")[-12000 // len(self.daemons):] if log.exists() else "(no log)"
+            told.append(f"{self.node_name(node) + ': ' if self.nodes > 1 else ''}{state}:\n{tail}")
+        return "\n".join(told)
 
     def signal_daemon(self, sig: int) -> None:
         assert self.daemon is not None and self.daemon.poll() is None
         self.daemon.send_signal(sig)
 
     def stop_daemon(self) -> int | None:
-        if self.daemon is None or self.daemon.poll() is not None:
-            return None if self.daemon is None else self.daemon.returncode
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            return self.daemon.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            return self.daemon.wait(timeout=10)
+        """Every node stopped (SIGTERM to all at once); the first node's exit code."""
+        for daemon in self.daemons.values():
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+        for daemon in self.daemons.values():
+            try:
+                daemon.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait(timeout=10)
+        return None if self.daemon is None else self.daemon.returncode
 
     def close(self) -> None:
         """Stops both processes whatever happened; removes the run directory unless asked to keep it."""
@@ -309,14 +361,17 @@ delete_job_after_publish: {str(clean_up).lower()}
                        if line.startswith("deepva_watch_api_requests_total{")))
 
     def log_events(self) -> Iterator[dict[str, Any]]:
-        if not self.log.exists():
-            return
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
+        """The JSON log lines of every node."""
+        for node in range(self.nodes):
+            log = self.log_of(node)
+            if not log.exists():
+                continue
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("{"):
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue
 
 
 def emulator_requests(stats: dict[str, Any]) -> int:
@@ -326,30 +381,59 @@ def emulator_requests(stats: dict[str, Any]) -> int:
 # -- judging the outcome ----------------------------------------------------------------------------------------------
 
 
-def latest_rows(ledger: Path) -> dict[str, dict[str, Any]]:
-    """The newest version of each file, by path relative to the watched folder."""
+def ledger_rows(ledger: Path | str) -> list[dict[str, Any]]:
+    """Every row of the ledger's ``assets``, oldest first: a SQLite file, or a PostgreSQL URL read through psycopg."""
+    if isinstance(ledger, str):
+        return _postgres_rows(ledger, "SELECT * FROM assets ORDER BY id")
     if not ledger.exists():
-        return {}
+        return []
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     try:
-        rows = conn.execute("SELECT * FROM assets ORDER BY id").fetchall()
+        return [dict(row) for row in conn.execute("SELECT * FROM assets ORDER BY id")]
     except sqlite3.OperationalError:
-        return {}
+        return []
     finally:
         conn.close()
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        latest[row["relpath"]] = dict(row)
-    return latest
 
 
-def all_final(ledger: Path, expected: int) -> bool:
+def _postgres_rows(url: str, sql: str) -> list[dict[str, Any]]:
+    """The rows of a query, or none while the ledger's tables do not exist yet."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as conn:
+        try:
+            return list(conn.execute(sql).fetchall())
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def latest_rows(ledger: Path | str) -> dict[str, dict[str, Any]]:
+    """The newest version of each file, by path relative to the watched folder."""
+    return {row["relpath"]: row for row in ledger_rows(ledger)}
+
+
+def all_final(ledger: Path | str, expected: int) -> bool:
     rows = latest_rows(ledger)
     return len(rows) >= expected and all(row["state"] in FINAL_STATES for row in rows.values())
 
 
-def integrity(ledger: Path) -> str:
+def integrity(ledger: Path | str) -> str:
+    """SQLite's ``integrity_check``; on PostgreSQL (which checks its own pages) the ledger's own invariants: no
+    history of a row that does not exist, no two rows for one version of a file, and, with every node stopped, no
+    row held in a working state."""
+    if isinstance(ledger, str):
+        orphans = _postgres_rows(ledger, "SELECT COUNT(*) AS n FROM history WHERE asset NOT IN (SELECT id FROM assets)")
+        twins = _postgres_rows(ledger, "SELECT COUNT(*) AS n FROM (SELECT 1 FROM assets GROUP BY folder, relpath, "
+                                       "size, mtime_ns HAVING COUNT(*) > 1) AS twice")
+        from deepva_watch.states import HOME
+
+        working = ", ".join("'" + str(state) + "'" for state in HOME)
+        held = _postgres_rows(ledger, f"SELECT COUNT(*) AS n FROM assets WHERE state IN ({working})")
+        found = {"orphan history entries": orphans[0]["n"], "versions recorded twice": twins[0]["n"],
+                 "rows left in a working state": held[0]["n"]}
+        return "; ".join(f"{what}: {n}" for what, n in found.items() if n) or "ok"
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=30)
     try:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
@@ -475,6 +559,8 @@ class ChaosResult:
     storage_left: int = 0
     jobs_left: int = 0
     """With ``clean_up``: still at DeepVA at the end (the daemon's sweep retries deletions a kill cut off)."""
+    ledger: str = "sqlite"
+    nodes: int = 1
 
 
 CHAOS_FAULTS: dict[str, Any] = {
@@ -489,31 +575,41 @@ CHAOS_FAULTS: dict[str, Any] = {
 
 def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float = 0.4, max_up: float = 3.0,
               processing_time: float = 0.5, drain_timeout: float = 300, faults: dict[str, Any] | None = None,
-              keep: bool = False, clean_up: bool = False) -> ChaosResult:
+              keep: bool = False, clean_up: bool = False, ledger_url: str | None = None, nodes: int = 1,
+              lease: float = 10) -> ChaosResult:
     """Files dropped in waves while the API misbehaves and the daemon is SIGKILLed ``kills`` times, then a calm drain.
     With ``clean_up``, published files have their job and storage copy deleted, so a kill between a publish step and
-    its commit must still find the job when the step is repeated."""
+    its commit must still find the job when the step is repeated.
+
+    With ``ledger_url`` (an empty PostgreSQL database) and ``nodes``, that many daemons share the ledger and the
+    folder; the kills fall on each node in turn in a random order, each node started again at once, while the others
+    work on."""
     rng = random.Random(seed)
     planned = plan_media(files, rng)
     waves = max(1, min(kills, 8))
     per_wave = -(-len(planned) // waves)
     batches = [planned[i:i + per_wave] for i in range(0, len(planned), per_wave)]
-    rig = Rig.create(processing_time=processing_time)
+    rig = Rig.create(processing_time=processing_time, ledger_url=ledger_url, nodes=nodes)
     rig.keep = keep
     started = time.monotonic()
+    victims = [index % nodes for index in range(kills)]
+    rng.shuffle(victims)
     try:
-        rig.write_config(retries=2, clean_up=clean_up)
+        rig.write_config(retries=2, clean_up=clean_up, lease=lease)
         rig.set_faults(**{"seed": seed, **(CHAOS_FAULTS if faults is None else faults)})
         wave_at = {round(i * kills / len(batches)): batch for i, batch in enumerate(batches)}
         for round_number in range(kills):
-            rig.start_daemon()
+            if nodes == 1:
+                rig.start_daemon()
+            else:
+                rig.start_all()
             if round_number in wave_at:
                 drop(rig.watch, rig.dir / "staging", wave_at[round_number], rng)
             time.sleep(rng.uniform(min_up, max_up))
-            rig.kill_daemon()
+            rig.kill_daemon(victims[round_number])
         rig.clear_faults()
         drain_started = time.monotonic()
-        rig.start_daemon()
+        rig.start_all()
         rig.await_drain(len(planned), drain_timeout)
         drain = time.monotonic() - drain_started
         # a moment more, so a duplicate job created late would have completed and be counted
@@ -526,7 +622,7 @@ def run_chaos(files: int = 300, kills: int = 24, seed: int = 1, *, min_up: float
         return ChaosResult(
             verdict, rig.kills, len(batches), time.monotonic() - started, drain,
             dict(Counter(stats["completed_jobs_by_tag"].values())), emulator_requests(stats), recovered_steps(rig),
-            rig.dir, clean_up, *_left_at_deepva(stats),
+            rig.dir, clean_up, *_left_at_deepva(stats), ledger="postgres" if ledger_url else "sqlite", nodes=nodes,
         )
     finally:
         rig.close()
@@ -546,9 +642,31 @@ def recovered_steps(rig: Rig) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def chaos_misses(result: ChaosResult) -> list[str]:
+    """What a chaos run failed to show, each as a line: empty when nothing was lost or repeated and every crash,
+    fault and sidecar was accounted for (what the tests assert, one node or several)."""
+    verdict = result.verdict
+    checks = {
+        "no kill cut a step short: the run proved nothing about crashes": sum(result.recovered.values()) > 0,
+        "no API error was injected": verdict.faults.get("error", 0) + verdict.faults.get("error_after", 0) > 0,
+        f"lost: {verdict.lost[:5]}": not verdict.lost,
+        f"published {verdict.published} of {verdict.valid} valid": verdict.published == verdict.valid,
+        f"rejected {verdict.rejected} of {verdict.invalid} invalid": verdict.rejected == verdict.invalid > 0,
+        f"duplicates: {dict(list(verdict.duplicates.items())[:5])}": not verdict.duplicates,
+        f"{verdict.stray_jobs} stray jobs": verdict.stray_jobs == 0,
+        f"{verdict.completed_jobs} completed jobs for {verdict.valid} files": verdict.completed_jobs == verdict.valid,
+        f"sidecars: {verdict.bad_sidecars[:5]}, {verdict.sidecars_checked} checked":
+            not verdict.bad_sidecars and verdict.sidecars_checked == 2 * verdict.valid,
+        f"ledger integrity: {verdict.integrity}": verdict.integrity == "ok",
+        f"temporary files left: {verdict.temp_files[:5]}": not verdict.temp_files,
+    }
+    return [problem for problem, held in checks.items() if not held]
+
+
 def print_chaos(result: ChaosResult, seed: int, statuses: str = "500,502,503") -> None:
     v = result.verdict
-    report(f"chaos: {v.files} files, {result.kills} SIGKILLs, seed {seed}, injected 5xx: {statuses}", [
+    on = f", {result.ledger} ledger, {result.nodes} nodes" if result.nodes > 1 or result.ledger != "sqlite" else ""
+    report(f"chaos: {v.files} files, {result.kills} SIGKILLs, seed {seed}, injected 5xx: {statuses}{on}", [
         ("files", f"{v.files} ({v.valid} valid, {v.invalid} invalid) in {result.waves} waves"),
         ("published / rejected", f"{v.published} / {v.rejected}"),
         ("ledger states", ", ".join(f"{k}: {n}" for k, n in sorted(v.states.items()))),
@@ -853,6 +971,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="delete each published file's job and storage copy (delete_*_after_* on)")
     chaos.add_argument("--error-statuses", default="500,502,503",
                        help="5xx statuses the injected API errors use, comma-separated (default: %(default)s)")
+    chaos.add_argument("--ledger", choices=("sqlite", "postgres"), default="sqlite",
+                       help="a SQLite file, or a throwaway PostgreSQL server (pgcluster.py)")
+    chaos.add_argument("--nodes", type=int, default=1, help="daemons sharing the ledger (PostgreSQL only above 1)")
     outage = sub.add_parser("outage", help="API unreachable for a while, files keep arriving")
     outage.add_argument("--minutes", type=float, default=2.0)
     outage.add_argument("--files-during", type=int, default=40)
@@ -867,9 +988,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.scenario == "chaos":
+        if args.nodes != 1 and args.ledger != "postgres":
+            parser.error("--nodes above 1 needs --ledger postgres")
         statuses = [int(status) for status in args.error_statuses.split(",")]
-        result = run_chaos(args.files, args.kills, args.seed, max_up=args.max_up, keep=args.keep,
-                           faults={**CHAOS_FAULTS, "error_statuses": statuses}, clean_up=args.clean_up)
+        with contextlib.ExitStack() as stack:
+            url = None
+            if args.ledger == "postgres":
+                from pgcluster import throwaway_cluster
+
+                cluster = stack.enter_context(throwaway_cluster())
+                url = cluster.url(cluster.create_database(owner="postgres"))
+            result = run_chaos(args.files, args.kills, args.seed, max_up=args.max_up, keep=args.keep,
+                               faults={**CHAOS_FAULTS, "error_statuses": statuses}, clean_up=args.clean_up,
+                               ledger_url=url, nodes=args.nodes)
         print_chaos(result, args.seed, args.error_statuses)
         problems = result.verdict.problems
     elif args.scenario == "outage":

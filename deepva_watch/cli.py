@@ -140,6 +140,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"deepva-watch: ledger error: {error}", file=sys.stderr)
         client.close()
         return EXIT_CONFIG
+    except ConfigError as error:  # the ledger's password cannot be read
+        print(f"deepva-watch: config error: {error}", file=sys.stderr)
+        client.close()
+        return EXIT_CONFIG
     stops = 0
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:

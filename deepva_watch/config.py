@@ -29,6 +29,8 @@ import yaml
 DEFAULT_API_URL = "https://api.deepva.com/api/v1"
 API_KEY_ENV = "DEEPVA_API_KEY"
 API_KEY_CREDENTIAL = "deepva-api-key"
+LEDGER_PASSWORD_ENV = "DEEPVA_WATCH_LEDGER_PASSWORD"
+LEDGER_PASSWORD_CREDENTIAL = "deepva-watch-ledger-password"
 
 
 class ConfigError(Exception):
@@ -64,6 +66,11 @@ def _help(text: str, *, between: tuple[float, float] | None = None, **kwargs: An
     if between is not None:
         metadata["between"] = between
     return field(metadata=metadata, **kwargs)
+
+
+class PostgresUrl(str):
+    """A ``postgresql://user@host:port/database`` ledger URL (its query passes TLS options to libpq). It never holds
+    the password, so it may be shown."""
 
 
 class Secret(str):
@@ -168,6 +175,10 @@ class FolderConfig:
     modules: Mapping[str, Mapping[str, Any]] = _help(
         "DeepVA modules to run on this folder's files, each with its options, passed to DeepVA unchanged.",
     )
+    id: str | None = _help(
+        "The folder's name in the ledger; null: its path. Give it the same id on every node of a PostgreSQL ledger "
+        "when the share is mounted at different paths. Changing it later makes the ledger see a new folder.",
+        default=None)
     recursive: bool = _help("Watch sub-folders too.", default=True)
     settle_seconds: float = _help(
         "A file is complete once its size and modification time have not changed for this long (0 to 86400).",
@@ -271,10 +282,22 @@ class MetricsConfig:
 class Config:
     folders: tuple[FolderConfig, ...] = _help("The watched folders (at least one).")
     api: ApiConfig = _help("How to reach DeepVA.", default=ApiConfig())
-    ledger: Path = _help(
-        "SQLite ledger that records every file and job; the daemon's only state.",
+    ledger: PostgresUrl | Path = _help(
+        "The ledger that records every file and job, the daemon's only state: a SQLite file (one node), or a "
+        "postgresql://user@host:port/database URL shared by several nodes (TLS options in its query, e.g. "
+        "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem; the password never in it).",
         default=Path("/var/lib/deepva-watch/ledger.sqlite3"),
     )
+    ledger_password_file: Path | None = _help(
+        f"File holding the PostgreSQL ledger's password (one line); else ${LEDGER_PASSWORD_ENV}, or a systemd "
+        f"credential named {LEDGER_PASSWORD_CREDENTIAL}; none: libpq's own (~/.pgpass, a client certificate).",
+        default=None)
+    node_name: str | None = _help(
+        "This daemon's name among the nodes of a PostgreSQL ledger (unique per node); null: the host name.",
+        default=None)
+    node_lease_seconds: float = _help(
+        "A node silent for this long is taken as dead and the others take its files over; it beats every third of "
+        "it. Keep the nodes' clocks closer than a third of it (10 to 3600).", default=30.0, between=(10, 3600))
     ledger_retention_days: float = _help(
         "Rows and history older than this many days go once they guard nothing: versions gone or replaced, files no "
         "longer in their folder. The newest version of a file still present always stays (1 to 36500).",
@@ -321,6 +344,9 @@ _URL_KEYS = {"api.url", "webhook.callback_url"}
 
 
 class _Problems(list[tuple[str, str]]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: set[str] = set()
     def add(self, key_path: str, message: str) -> object:
         self.append((key_path, message))
         return _BAD
@@ -336,6 +362,8 @@ def _describe(annotation: Any) -> str:
         return "a number"
     if annotation in (str, Path):
         return "a path" if annotation is Path else "a string"
+    if annotation is PostgresUrl:
+        return "a postgresql:// URL"
     if origin is Literal:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
     if origin is tuple:
@@ -379,6 +407,9 @@ def _convert(value: Any, annotation: Any, key_path: str, problems: _Problems,
             converted = _convert(value, choice, key_path, scratch, between)
             if not scratch:
                 return converted
+            if key_path in scratch.refused:  # the value is of this kind but wrong: say why, try no other kind
+                problems.extend(scratch)
+                return _BAD
         return problems.add(key_path, f"expected {' or '.join(_describe(choice) for choice in choices)}, "
                                       f"got {_shown(value)}")
     if value is None:
@@ -397,6 +428,8 @@ def _convert(value: Any, annotation: Any, key_path: str, problems: _Problems,
         if key_path in _URL_KEYS or key_path.endswith((".url_prefix", ".http.url")):
             return _url(value, key_path, problems)
         return value
+    if annotation is PostgresUrl:
+        return _postgres_url(value, key_path, problems)
     if annotation is Path:
         if not isinstance(value, str) or not value or "\0" in value:
             return problems.add(key_path, f"expected a path, got {_shown(value)}")
@@ -425,6 +458,30 @@ def _convert(value: Any, annotation: Any, key_path: str, problems: _Problems,
             return _BAD
         return types.MappingProxyType({name: dict(options or {}) for name, options in value.items()})
     raise TypeError(f"unsupported schema type at {key_path}: {annotation!r}")
+
+
+def _postgres_url(value: Any, key_path: str, problems: _Problems) -> Any:
+    """A ``postgresql://`` URL without a password (a path is tried next when the value is no such URL)."""
+    if not isinstance(value, str) or not value.startswith(("postgresql://", "postgres://")):
+        return problems.add(key_path, "expected a postgresql:// URL")
+    parts = urlsplit(value)
+    try:
+        _ = parts.port  # raises for a port that is no number
+    except ValueError:
+        return _refused_url(key_path, problems, "its port is not a number")
+    if parts.password is not None or "password=" in parts.query:
+        return _refused_url(key_path, problems, f"it holds a password: use ledger_password_file, "
+                                                f"${LEDGER_PASSWORD_ENV} or a systemd credential")
+    if not parts.path.strip("/"):
+        return _refused_url(key_path, problems, "it names no database (postgresql://user@host:port/database)")
+    return PostgresUrl(value)
+
+
+def _refused_url(key_path: str, problems: _Problems, why: str) -> Any:
+    """A URL that is a PostgreSQL URL but cannot be used: said once, never as a path, and never shown."""
+    problems.add(key_path, f"the PostgreSQL URL cannot be used: {why}")
+    problems.refused.add(key_path)
+    return _BAD
 
 
 def _url(value: str, key_path: str, problems: _Problems) -> Any:
@@ -484,8 +541,15 @@ def _check_whole(config: Config, problems: _Problems, *, check_paths: bool) -> N
     if config.overdue_job_release_seconds < config.overdue_job_seconds:
         problems.add("overdue_job_release_seconds", "expected a value of overdue_job_seconds or more")
     seen: dict[Path, int] = {}
+    ids: dict[str, int] = {}
     for index, folder in enumerate(config.folders):
         key = f"folders[{index}]"
+        if folder.id is not None:
+            if not folder.id.strip() or not folder.id.isprintable():
+                problems.add(f"{key}.id", "expected a name on one line")
+            elif folder.id in ids:
+                problems.add(f"{key}.id", f"the same id as folders[{ids[folder.id]}].id")
+            ids[folder.id] = index
         if check_paths and not folder.path.is_dir():
             problems.add(f"{key}.path", f"folder {str(folder.path)!r} does not exist or is not a directory")
         resolved = folder.path.resolve() if check_paths else folder.path
@@ -682,6 +746,19 @@ def resolve_api_key(api: ApiConfig, environ: Mapping[str, str] = os.environ) -> 
     )
 
 
+def resolve_ledger_password(config: Config, environ: Mapping[str, str] = os.environ) -> Secret | None:
+    """The PostgreSQL ledger's password: ledger_password_file, then $DEEPVA_WATCH_LEDGER_PASSWORD, then the systemd
+    credential; None: libpq finds its own (~/.pgpass, a client certificate). Raises ConfigError if unreadable."""
+    if config.ledger_password_file is not None:
+        return read_secret_file(config.ledger_password_file, "ledger_password_file")
+    if environ.get(LEDGER_PASSWORD_ENV, "").strip():
+        return checked_secret(environ[LEDGER_PASSWORD_ENV].strip(), f"${LEDGER_PASSWORD_ENV}", "ledger_password_file")
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / LEDGER_PASSWORD_CREDENTIAL).is_file():
+        return read_secret_file(Path(credentials) / LEDGER_PASSWORD_CREDENTIAL, "ledger_password_file")
+    return None
+
+
 def schema_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every key path the schema declares (``folders[].sidecars.naming``); the example config must document each."""
     keys = []
@@ -710,7 +787,8 @@ def permission_warnings(config_path: Path, config: Config) -> list[str]:
     """
     warnings: list[str] = []
     secret_files = [("api.key_file", config.api.key_file), ("webhook.secret_file", config.webhook.secret_file),
-                    ("metrics.page_actions_token_file", config.metrics.page_actions_token_file)]
+                    ("metrics.page_actions_token_file", config.metrics.page_actions_token_file),
+                    ("ledger_password_file", config.ledger_password_file)]
     for index, folder in enumerate(config.folders):
         for outcome in ("on_done", "on_failed"):
             actions = getattr(folder, outcome)

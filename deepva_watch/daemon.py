@@ -7,6 +7,8 @@ heavy runs inside a signal handler.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import traceback
@@ -17,7 +19,16 @@ from typing import Callable
 import structlog
 
 from deepva_watch import log as logging_setup
-from deepva_watch.config import ApiConfig, Config, ConfigError, FolderConfig, Secret, load_config, resolve_api_key
+from deepva_watch.config import (
+    ApiConfig,
+    Config,
+    ConfigError,
+    FolderConfig,
+    Secret,
+    load_config,
+    resolve_api_key,
+    resolve_ledger_password,
+)
 from deepva_watch.deepva import DeepVAClient
 from deepva_watch.deepva.webhook import NONCE_SETTING, WebhookReceiver, load_secret
 from deepva_watch.flow import Clock, Services, SystemClock, folder_key
@@ -70,7 +81,13 @@ class Daemon:
     observer_factory: ObserverFactory = start_observer
 
     def __post_init__(self) -> None:
-        self.ledger = open_ledger(self.config.ledger, exclusive=True)
+        password = resolve_ledger_password(self.config) if not isinstance(self.config.ledger, Path) else None
+        if password is not None:
+            logging_setup.register_secret(password.reveal())
+        self.ledger = open_ledger(self.config.ledger, password=password.reveal() if password else None, exclusive=True)
+        self.node = self.config.node_name or socket.gethostname()
+        self.ledger.join(self.node, socket.gethostname(), os.getpid(), self.clock.now(), self.config.node_lease_seconds)
+        self._next_beat = 0.0
         self.watches: dict[str, FolderWatch] = {}
         self.health = Health(
             api_failure_seconds=self.config.metrics.api_failure_seconds,
@@ -81,7 +98,8 @@ class Daemon:
         )
         self.metrics = Metrics(ledger_counts=self.ledger.count_by_folder_and_state, folder_statuses=self.folder_statuses,
                                overdue_jobs=self._overdue_count,
-                               budget=lambda: budget_state(self.config.budget, self.ledger, self.clock.now()))
+                               budget=lambda: budget_state(self.config.budget, self.ledger, self.clock.now()),
+                               nodes=self.ledger.nodes, node=self.node)
         self.services = Services(self.config, self.ledger, self.client, self.clock, telemetry=self.metrics,
                                  transfers=Transfers(on_bytes=self.metrics.uploaded_bytes),
                                  api_failing_for=self.health.api_failing_for)
@@ -117,7 +135,8 @@ class Daemon:
         for folder in self.config.folders:
             self._start_watch(folder)
         if self.config.metrics.listen:
-            app = web_app(self.metrics, self.health, self._page(), ledger=self.ledger)
+            app = web_app(self.metrics, self.health, self._page(), ledger=self.ledger,
+                          roots=lambda: {folder_key(folder): folder.path.absolute() for folder in self.config.folders})
             self.metrics_server = Listener(self.config.metrics.listen, app, name="metrics",
                                            max_body_bytes=PAGE_BODY_BYTES).start()
         if self.config.webhook.listen:
@@ -139,6 +158,8 @@ class Daemon:
 
     def _tick(self) -> None:
         self._check_ledger()
+        if time.monotonic() >= self._next_beat:
+            self._beat()
         for watch in list(self.watches.values()):
             watch.tick()
         if self._reload_requested.is_set():
@@ -177,6 +198,10 @@ class Daemon:
             if server is not None:
                 server.stop()
         log.info("stopped", abandoned_steps=still_running)
+        try:
+            self.ledger.leave(self.clock.now())
+        except Exception as error:  # the database is down: the others take over once the lease runs out
+            log.warning("leave_failed", reason=str(error)[:300])
         self.ledger.close()
         self.notifier.close()
 
@@ -187,7 +212,7 @@ class Daemon:
         token.check()
         sources = PageSources(ledger=self.ledger, config=lambda: self.config, folders=self.folder_statuses,
                               uploads=self.services.transfers.running, health=self.health,
-                              requeued=self._wake_stage_for, clock=self.clock.now)
+                              requeued=self._wake_stage_for, clock=self.clock.now, node=self.node)
         return StatusPage(sources, Access(token))
 
     # -- health of the parts -----------------------------------------------------------------------------------------
@@ -224,7 +249,25 @@ class Daemon:
         return state.describe() if state is not None and state.reached else None
 
     def _ledger_problem(self) -> str | None:
-        return self.services.halted or self.ledger.problem() or ledger_write_problem(self.config.ledger)
+        if problem := self.services.halted or self.ledger.problem() or self.ledger.outage():
+            return problem
+        return ledger_write_problem(self.config.ledger) if isinstance(self.config.ledger, Path) else None
+
+    def _beat(self) -> None:
+        """The node's heartbeat (every third of its lease): it keeps what it holds, and takes over the rows of nodes
+        that stopped beating."""
+        self._next_beat = time.monotonic() + self.config.node_lease_seconds / 3
+        now = self.clock.now()
+        try:
+            self.ledger.heartbeat(now)
+            taken = self.ledger.take_over(now)
+        except Exception as error:  # the database does not answer: health says so; the next beat tries again
+            log.warning("heartbeat_failed", reason=str(error)[:300])
+            return
+        if taken:
+            log.warning("took_over", node=self.node, **taken, note="rows of a node that stopped beating")
+            for runner in self.runners:
+                runner.wakeup.set()
 
     def _check_ledger(self) -> None:
         """A ledger removed or replaced under us can no longer say what was done: every stage stops at once, health
@@ -274,6 +317,8 @@ class Daemon:
         new = load_config(self.config_path)
         if new.ledger != self.config.ledger:
             raise ConfigError("ledger", "the ledger cannot move while the daemon runs; restart to use a new one")
+        if (new.node_name, new.node_lease_seconds) != (self.config.node_name, self.config.node_lease_seconds):
+            raise ConfigError("node_name", "the node's name and lease cannot change while it runs; restart to use them")
         if new.api.url != self.config.api.url:
             raise ConfigError("api.url", "the API URL cannot change while the daemon runs; restart to use a new one")
         if new.metrics.listen != self.config.metrics.listen:

@@ -18,6 +18,8 @@ import pytest
 import structlog
 import yaml
 
+from tests.postgres_fixtures import postgres_database, postgres_server, postgres_url  # noqa: F401 - one server per session
+
 FIXTURES = Path(__file__).parent / "fixtures" / "media"
 API_KEY = "test-key-5f2a9c71e0b4d8"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from deepva_watch import log
-from deepva_watch.config import AGE_UNITS, Config, load_config
+from deepva_watch.config import AGE_UNITS, Config, ConfigError, load_config, resolve_ledger_password
 from deepva_watch.flow import folder_key
 from deepva_watch.ledger import Ledger, LedgerError
 from deepva_watch.ledger import open_ledger as open_ledger_file
@@ -39,13 +39,29 @@ def load(args: argparse.Namespace) -> Config:
 
 def open_ledger(config: Config, *, readonly: bool) -> Ledger:
     """The daemon's ledger. Read-only commands open it read-only, so they can neither change nor lock it."""
-    if not config.ledger.is_file():
-        raise CommandError(f"no ledger at {config.ledger} yet: the daemon creates it on its first start")
-    become_owner_of(config.ledger)
+    password = None
+    if isinstance(config.ledger, Path):
+        if not config.ledger.is_file():
+            raise CommandError(f"no ledger at {config.ledger} yet: the daemon creates it on its first start")
+        become_owner_of(config.ledger)
+    else:
+        password = ledger_password(config)
     try:
-        return open_ledger_file(config.ledger, readonly=readonly)
+        return open_ledger_file(config.ledger, password=password, readonly=readonly)
     except LedgerError as error:
         raise CommandError(str(error)) from None
+
+
+def ledger_password(config: Config) -> str | None:
+    """The PostgreSQL ledger's password as the config finds it (registered as a secret, so no line shows it)."""
+    try:
+        secret = resolve_ledger_password(config)
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
+    if secret is None:
+        return None
+    log.register_secret(secret.reveal())
+    return secret.reveal()
 
 
 def become_owner_of(path: Path) -> None:

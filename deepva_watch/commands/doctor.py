@@ -3,6 +3,13 @@
 The checks go from the config outwards (key, API, folders, file systems, inotify, ledger, disk), and keep going after
 a failure so one run shows everything that is wrong. Nothing is changed: writability is proven by creating and
 removing a temporary file, which is the only test that is right for root, read-only mounts and ACLs alike.
+
+A PostgreSQL ledger is checked over the network instead of on disk: the database answers (with the ledger's
+password), holds a ledger this version can read (or may have one created), and the clocks agree. Nodes judge each
+other alive by heartbeat times each writes with its own clock, so a clock off by more than a third of
+``node_lease_seconds`` makes a live node look dead (its files are taken over while it works on them) or a dead one
+look alive (its files wait). This machine's clock is compared with the database's; the other nodes' clocks can only be
+seen through their heartbeats, and one that lies in the future shows a clock that is ahead.
 """
 
 from __future__ import annotations
@@ -12,13 +19,35 @@ import dataclasses
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from deepva_watch import log
-from deepva_watch.commands.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Progress, emit_json
-from deepva_watch.config import ApiConfig, Config, ConfigError, FolderConfig, Secret, load_config, resolve_api_key
+from deepva_watch.commands.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    CommandError,
+    Progress,
+    emit_json,
+    human_age,
+    open_ledger,
+)
+from deepva_watch.config import (
+    ApiConfig,
+    Config,
+    ConfigError,
+    FolderConfig,
+    PostgresUrl,
+    Secret,
+    load_config,
+    resolve_api_key,
+    resolve_ledger_password,
+)
+from deepva_watch.ledger.model import Node
 from deepva_watch.service.health import ledger_write_problem
 from deepva_watch.watch.limits import MAX_USER_WATCHES, PROC, count_folders, watch_limit, watches_in_use
 from deepva_watch.watch.mounts import choose_mode, is_remote
@@ -32,6 +61,11 @@ FREE_WARN_BYTES = 1024**3
 #: Share of the inotify watch limit one tree may take before we warn: other programs of the user need watches too.
 WATCH_SHARE_WARN = 0.8
 API_TIMEOUT_SECONDS = 10.0
+POSTGRES_TIMEOUT_SECONDS = 5
+#: The largest clock difference the nodes of a PostgreSQL ledger bear, as a share of node_lease_seconds (a node beats
+#: every third of its lease); past half of it doctor warns.
+CLOCK_SHARE_FAIL = 1 / 3
+CLOCK_SHARE_WARN = 1 / 6
 
 
 @dataclass(frozen=True)
@@ -54,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
         for folder in config.folders:
             checks.extend(folder_checks(folder))
         checks.extend(inotify_checks(config))
-        checks.append(ledger_check(config.ledger))
+        if isinstance(config.ledger, PostgresUrl):
+            checks.extend(postgres_checks(config))
+        else:
+            checks.append(ledger_check(config.ledger))
         checks.extend(disk_checks(config))
     failed = any(check.status == FAIL for check in checks)
     code = EXIT_CONFIG if config is None else EXIT_FAILURE if failed else EXIT_OK
@@ -247,11 +284,160 @@ def ledger_check(path: Path) -> Check:
     return Check(name, OK, "writable")
 
 
+@dataclass(frozen=True)
+class DatabaseFacts:
+    """What one short connection to a PostgreSQL ledger's database found."""
+
+    version: str
+    user: str
+    schema: str | None
+    """Where the daemon would create the ledger: the first schema of the search path that exists."""
+    clock_offset: float
+    """This machine's clock minus the database's, in seconds (the query's round trip split in two)."""
+    round_trip: float
+    has_ledger: bool
+    may_create: bool
+    """Whether the user may create tables where the daemon would create the ledger (the first schema of its path)."""
+    may_write: bool
+    """Whether the user may read and change the ledger's rows (False too when there is no ledger)."""
+
+
+def postgres_checks(config: Config, clock: Callable[[], float] = time.time) -> Iterator[Check]:
+    """A PostgreSQL ledger: reachable with its password, migrated (it opens read-only), and the clocks of this machine,
+    the database and every node within a third of ``node_lease_seconds`` of each other."""
+    url = PostgresUrl(config.ledger)
+    name = f"ledger {url}"
+    try:
+        import psycopg
+    except ImportError:
+        yield Check(name, FAIL, "psycopg is not installed: a PostgreSQL ledger cannot be used",
+                    "install the postgres extra: pip install 'deepva-watch[postgres]'")
+        return
+    try:
+        password = resolve_ledger_password(config)
+    except ConfigError as error:
+        yield Check("ledger password", FAIL, str(error),
+                    "put the password in the file ledger_password_file names, readable by the service user only")
+        return
+    secret = password.reveal() if password is not None else None
+    if secret:
+        log.register_secret(secret)
+    try:
+        facts = database_facts(url, secret, clock)
+    except psycopg.Error as error:
+        yield Check(name, FAIL, f"the database did not let us in: {_one_line(error, secret)}",
+                    "check the URL's host, port, database and user, that PostgreSQL listens there (listen_addresses), "
+                    "that pg_hba.conf admits this host and user, the firewall, and the password (ledger_password_file, "
+                    f"$DEEPVA_WATCH_LEDGER_PASSWORD or a systemd credential); try: psql '{url}' -c 'SELECT 1'")
+        return
+    yield Check(name, OK, f"reachable as {facts.user} (PostgreSQL {facts.version})")
+    nodes: Sequence[Node] | None = None
+    if not facts.has_ledger:
+        if facts.may_create:
+            yield Check("ledger schema", OK, "the database holds no ledger yet; the daemon creates it on its first start")
+        else:
+            yield Check("ledger schema", FAIL, f"the database holds no ledger yet, and {facts.user} may not create "
+                        f"tables in it ({_schema_said(facts.schema)})", "let the user create them, e.g. as the "
+                        f"database's owner: GRANT CREATE ON SCHEMA {facts.schema or 'public'} TO {facts.user}")
+    else:
+        try:
+            ledger = open_ledger(config, readonly=True)
+        except CommandError as error:
+            newer = "newer deepva-watch" in str(error)
+            yield Check("ledger schema", FAIL, str(error),
+                        "install the deepva-watch version the other nodes run (the newest one wrote the ledger)"
+                        if newer else "see the detail, and the daemon's journal: journalctl -u deepva-watch")
+        else:
+            try:
+                nodes = ledger.nodes()
+            finally:
+                ledger.close()
+            if facts.may_write:
+                yield Check("ledger schema", OK, "migrated: this version reads it, and the user may write it")
+            else:
+                yield Check("ledger schema", FAIL, f"{facts.user} may read the ledger but not change its rows",
+                            f"as the tables' owner: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "
+                            f"{facts.schema or 'public'} TO {facts.user}")
+    margin = config.node_lease_seconds * CLOCK_SHARE_FAIL
+    yield clock_check(facts, config.node_lease_seconds)
+    if nodes is not None:
+        database_now = clock() - facts.clock_offset
+        yield node_clocks_check(nodes, database_now, margin)
+
+
+def database_facts(url: str, password: str | None, clock: Callable[[], float] = time.time) -> DatabaseFacts:
+    """Ask the database, in one short read-only transaction, what the ledger checks need; raises psycopg.Error."""
+    import psycopg
+
+    with psycopg.connect(url, password=password, connect_timeout=POSTGRES_TIMEOUT_SECONDS) as conn:
+        conn.read_only = True
+        before = clock()
+        database_now = float(_scalar(conn, "SELECT extract(epoch from clock_timestamp())::float8"))
+        after = clock()
+        has_ledger = bool(_scalar(conn, "SELECT to_regclass('migrations') IS NOT NULL"))
+        return DatabaseFacts(
+            version=str(_scalar(conn, "SHOW server_version")),
+            user=str(_scalar(conn, "SELECT current_user")),
+            schema=_scalar(conn, "SELECT current_schema()"),
+            clock_offset=(before + after) / 2 - database_now,
+            round_trip=after - before,
+            has_ledger=has_ledger,
+            may_create=bool(_scalar(conn, "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)")),
+            may_write=has_ledger and bool(_scalar(
+                conn, "SELECT to_regclass('assets') IS NOT NULL "
+                      "AND has_table_privilege('assets', 'SELECT, INSERT, UPDATE, DELETE')")),
+        )
+
+
+def _schema_said(schema: str | None) -> str:
+    return f"schema {schema}" if schema else "no schema of its search_path exists"
+
+
+def _scalar(conn: Any, sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    return None if row is None else row[0]
+
+
+def _one_line(error: BaseException, secret: str | None) -> str:
+    """The driver's error on one line, never with the password in it."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    return text.replace(secret, "***") if secret else text
+
+
+def clock_check(facts: DatabaseFacts, lease_seconds: float) -> Check:
+    """This machine's clock against the database's: within a third of the lease, warned of past a sixth."""
+    offset = facts.clock_offset
+    detail = (f"this machine's clock is {abs(offset):.2f} s {'ahead of' if offset >= 0 else 'behind'} the "
+              f"database's (measured over a {facts.round_trip * 1000:.0f} ms round trip); the nodes' clocks must "
+              f"agree within {lease_seconds * CLOCK_SHARE_FAIL:.1f} s, a third of node_lease_seconds")
+    fix = ("keep every node's clock and the database server's synchronised with NTP (chrony or systemd-timesyncd; "
+           "timedatectl status shows whether it is)")
+    if abs(offset) > lease_seconds * CLOCK_SHARE_FAIL:
+        return Check("clock", FAIL, detail, fix)
+    if abs(offset) > lease_seconds * CLOCK_SHARE_WARN:
+        return Check("clock", WARN, detail, fix)
+    return Check("clock", OK, detail)
+
+
+def node_clocks_check(nodes: Sequence[Node], database_now: float, margin: float) -> Check:
+    """Nodes whose last heartbeat lies more than ``margin`` ahead of the database's clock: their clocks are ahead, so
+    should they die, the others would take them for alive too long."""
+    if not nodes:
+        return Check("node clocks", OK, "no node has joined the ledger yet")
+    ahead = [(node, node.last_beat - database_now) for node in nodes if node.last_beat - database_now > margin]
+    if not ahead:
+        return Check("node clocks", OK, f"no heartbeat of the {len(nodes)} node(s) lies in the future")
+    told = ", ".join(f"{node.name} on {node.host} by {human_age(seconds)}" for node, seconds in ahead)
+    return Check("node clocks", FAIL, f"heartbeats in the future (their clocks are ahead of the database's by more "
+                 f"than {margin:.1f} s): {told}",
+                 "synchronise those nodes' clocks with NTP (chrony or systemd-timesyncd); timedatectl status on "
+                 "each shows whether it is")
+
+
 def disk_checks(config: Config) -> Iterator[Check]:
     places: dict[int, tuple[Path, str]] = {}
-    candidates = [(config.ledger.parent, "ledger")] + [
-        (folder.sidecars.output_dir or folder.path, "sidecars") for folder in config.folders
-    ]
+    ledger = [] if isinstance(config.ledger, PostgresUrl) else [(config.ledger.parent, "ledger")]
+    candidates = ledger + [(folder.sidecars.output_dir or folder.path, "sidecars") for folder in config.folders]
     for path, what in candidates:
         existing = path
         while not existing.exists() and existing.parent != existing:

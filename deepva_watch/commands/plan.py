@@ -5,6 +5,8 @@ adopted from our own sidecars, not media). A dry run: no API call, no ledger wri
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import argparse
 import time
 from dataclasses import asdict, dataclass, field
@@ -72,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _ledger(config: Config) -> Ledger | None:
     """The daemon's ledger, read-only, when there is one yet (what it knows is not submitted again)."""
-    return open_ledger(config, readonly=True) if config.ledger.is_file() else None
+    if isinstance(config.ledger, Path) and not config.ledger.is_file():
+        return None
+    return open_ledger(config, readonly=True)
 
 
 def plan_folder(folder: FolderConfig, ledger: Ledger | None, progress: Progress, now: float) -> FolderPlan:

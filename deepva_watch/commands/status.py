@@ -1,5 +1,8 @@
-"""``status``: what the ledger holds, what waits longest, what failed lately, what is uploading right now, and
-whether the daemon is healthy.
+"""``status``: what the ledger holds, what waits longest, what failed lately, what is uploading right now, which
+daemons (nodes) work on the ledger, and whether the daemon is healthy.
+
+The nodes are read from the ledger: on a SQLite ledger the one daemon (none before its first start), on a
+PostgreSQL ledger every node that has worked on it, alive, dead (silent for longer than its lease) or left.
 
 The exit code answers the last question for scripts and monitoring: 1 when the daemon's ``/healthz`` (on
 ``metrics.listen``) says unhealthy or does not answer, 0 when it says ok or degraded. Without ``metrics.listen`` there
@@ -22,7 +25,7 @@ from deepva_watch.config import Config, host_port
 from deepva_watch.flow.budget import budget_state
 from deepva_watch.ledger import Ledger
 from deepva_watch.states import FINAL
-from deepva_watch.service.status import asset_json, iso
+from deepva_watch.service.status import asset_json, iso, nodes_json
 
 RECENT_ERRORS = 10
 OVERDUE_SHOWN = 10
@@ -34,7 +37,19 @@ MAX_STATUS_BYTES = 4 * 1024 * 1024
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     ledger = open_ledger(config, readonly=True)
-    now = time.time()
+    try:
+        report = gather(config, ledger, time.time())
+    finally:
+        ledger.close()  # a PostgreSQL ledger's pool of connections and its threads end here
+    if args.json:
+        emit_json(report)
+    else:
+        _print(report)
+    return EXIT_FAILURE if report["health"] in ("unhealthy", "unreachable") else EXIT_OK
+
+
+def gather(config: Config, ledger: Ledger, now: float) -> dict[str, Any]:
+    """Everything the report shows, read from the ledger and the running daemon."""
     by_folder: dict[str, dict[str, int]] = {}
     totals: dict[str, int] = {}
     for (folder, state), count in sorted(ledger.count_by_folder_and_state().items()):
@@ -54,13 +69,10 @@ def run(args: argparse.Namespace) -> int:
         "budget": budget_json(config, ledger, now),
         "api": api_health(config, errors),
         "uploads": running_uploads(config),
+        "nodes": nodes_json(ledger, now),
     }
     report["health"] = health_of(report["api"])
-    if args.json:
-        emit_json(report)
-    else:
-        _print(report)
-    return EXIT_FAILURE if report["health"] in ("unhealthy", "unreachable") else EXIT_OK
+    return report
 
 
 def budget_json(config: Config, ledger: Ledger, now: float) -> dict[str, Any] | None:
@@ -169,6 +181,7 @@ def _print(report: dict[str, Any]) -> None:
         print("recent errors:")
         for error in report["recent_errors"]:
             print(f"  {error['updated_at']}  {error['state']:<10} {error['folder']}/{error['path']}: {error['last_error']}")
+    _print_nodes(report["nodes"])
     api = report["api"]
     if api["source"] == "ledger":
         print(f"API: {api['retrying']} file(s) retrying; last error: {api['last_error'] or 'none'}")
@@ -182,6 +195,25 @@ def _print(report: dict[str, Any]) -> None:
             print("health: DEGRADED — " + "; ".join(api["warnings"]))
         else:
             print("health: ok")
+
+
+def _print_nodes(nodes: list[dict[str, Any]]) -> None:
+    if not nodes:
+        print("nodes: none (no daemon has joined this ledger yet)")
+        return
+    alive = sum(1 for node in nodes if node["state"] == "alive")
+    print(f"nodes: {alive} of {len(nodes)} alive")
+    width = max(len(node["name"]) for node in nodes)
+    for node in nodes:
+        print(f"  {node['name']:<{width}}  {node['state']:<5}  {node['host']} pid {node['pid']}, "
+              f"{heartbeat_age(node['last_beat_seconds_ago'])}, {node['rows_held']} row(s) held")
+
+
+def heartbeat_age(seconds_ago: float) -> str:
+    """``last beat 4s ago``, or for a node whose clock is ahead of this one, ``last beat 2.0m in the future``."""
+    if seconds_ago < 0:
+        return f"last beat {human_age(-seconds_ago)} in the future (its clock is ahead)"
+    return f"last beat {human_age(seconds_ago)} ago"
 
 
 def upload_progress(upload: dict[str, Any]) -> str:

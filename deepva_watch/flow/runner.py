@@ -107,6 +107,8 @@ class StageRunner:
         admission = self.stage.admission
         if self.services.halted or (admission.needs_api and not self.services.gate.is_open):
             return 0, None
+        if admission.one_node and not self.services.ledger.leads(self.stage.name):
+            return 0, None
         room = admission.room(self.services) if admission.room is not None else self.stage.batch
         quota = admission.quota(self.services.config) if admission.quota is not None else None
         if quota is not None:

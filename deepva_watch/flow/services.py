@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -58,10 +59,14 @@ class RateBudget:
         self.last = clock.now()
         self._lock = threading.Lock()
 
-    def seconds_until_available(self) -> float:
+    def available(self) -> float:
+        """Requests that may be made now."""
         with self._lock:
-            tokens = min(self.capacity, self.tokens + (self.clock.now() - self.last) * self.rate)
-            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+            return min(self.capacity, self.tokens + (self.clock.now() - self.last) * self.rate)
+
+    def seconds_until_available(self) -> float:
+        tokens = self.available()
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
     def take(self) -> float:
         """Spend one request; returns 0, or how many seconds until one is available (nothing spent)."""
@@ -143,11 +148,15 @@ class Services:
         """The current config of the row's folder."""
         return self._folders[asset.folder]
 
+    def path_of(self, asset: Asset) -> Path:
+        """Where the row's file is on this node: its folder's path here, and its path in the folder."""
+        return self.folder(asset).path.absolute() / asset.relpath
+
     def folder_named(self, key: str) -> FolderConfig | None:
         """The current config of the folder the ledger names so, if it is still watched."""
         return self._folders.get(key)
 
 
 def folder_key(folder: FolderConfig) -> str:
-    """How the ledger names a folder: its absolute path as configured."""
-    return str(folder.path.absolute())
+    """How the ledger names a folder: its ``id``, or else its absolute path as configured."""
+    return folder.id if folder.id is not None else str(folder.path.absolute())

@@ -39,6 +39,8 @@ class Admission:
     needs_api: bool = False
     """Rests while DeepVA refuses the API key."""
     freed_by: tuple[State, ...] = ()
+    one_node: bool = False
+    """Run by one node of a shared ledger at a time (tracking: one list request answers for every job)."""
     """Rows arriving in these states may free room (a finished job frees a slot)."""
 
 

@@ -18,18 +18,19 @@ def outcome_of(asset: Asset) -> str:
     return "failed" if asset.state == State.FAILED else "done"
 
 
-def current_path(asset: Asset) -> Path:
-    """Where the media file is now: moved out of every watched folder, or where the ledger has it."""
-    return Path(asset.location) if asset.location else asset.path
+def current_path(asset: Asset, root: Path | None = None) -> Path:
+    """Where the media file is now: moved out of every watched folder, or in its folder, whose path on this node is
+    ``root`` (None: the ledger's name of the folder is its path)."""
+    return Path(asset.location) if asset.location else (root or Path(asset.folder)) / asset.relpath
 
 
-def event_document(asset: Asset, at: float) -> dict[str, Any]:
+def event_document(asset: Asset, at: float, root: Path | None = None) -> dict[str, Any]:
     outcome = outcome_of(asset)
     return {
         "event_id": f"{asset.asset_id}.{outcome}",
         "outcome": outcome,
         "asset_id": asset.asset_id,
-        "path": str(current_path(asset)),
+        "path": str(current_path(asset, root)),
         "folder": asset.folder,
         "relpath": asset.relpath,
         "job_id": asset.job_id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from deepva_watch.ledger.model import Asset, HistoryEntry, Move, Observation, Quota
+from deepva_watch.ledger.model import Asset, HistoryEntry, Move, Node, Observation, Quota
 from deepva_watch.states import State
 
 #: ``relpath -> (size, mtime_ns, state)`` of each path's newest version.
@@ -20,6 +20,35 @@ Latest = dict[str, tuple[int, int, str]]
 
 
 class Ledger(Protocol):
+    # -- nodes -----------------------------------------------------------------------------------------------------
+
+    def join(self, name: str, host: str, pid: int, now: float, lease_seconds: float) -> None:
+        """This handle works as the node ``name`` from now on: the rows it claims are held by it. Raises
+        :class:`~.model.LedgerError` if a live node of that name (another process) already works on the ledger."""
+        ...
+
+    def heartbeat(self, now: float) -> None:
+        """The node is alive: its lease on every row it holds runs from now."""
+        ...
+
+    def take_over(self, now: float) -> dict[str, int]:
+        """Rows a dead node held in a working state go back home, due at once, as after a crash. Counts by the state
+        taken from; empty on a one-node ledger."""
+        ...
+
+    def leave(self, now: float) -> None:
+        """The node stops: the rows it holds may be taken over at once rather than after its lease."""
+        ...
+
+    def leads(self, role: str) -> bool:
+        """Whether this node does the work named ``role`` that one node does at a time (tracking DeepVA's jobs, so
+        that one list request answers for the jobs of every node). Always, on a one-node ledger."""
+        ...
+
+    def nodes(self) -> list[Node]:
+        """Every node that has worked on the ledger, with the rows each holds."""
+        ...
+
     # -- discovery -------------------------------------------------------------------------------------------------
 
     def observe(self, folder: str, relpath: str, size: int, mtime_ns: int, now: float) -> Observation:
@@ -91,7 +120,8 @@ class Ledger(Protocol):
         ...
 
     def recover(self, now: float) -> dict[str, int]:
-        """After a crash: rows in a working state go back home, due at once."""
+        """At start, after a crash: rows in a working state that this node held (on one node: all of them) or that
+        a dead node held go back home, due at once."""
         ...
 
     def count_in(self, states: Sequence[State]) -> int: ...
@@ -182,7 +212,11 @@ class Ledger(Protocol):
         ...
 
     def problem(self) -> str | None:
-        """Why the ledger can no longer be trusted under the running daemon, or None."""
+        """Why the ledger can no longer be trusted under the running daemon (all work stops), or None."""
+        ...
+
+    def outage(self) -> str | None:
+        """Why the ledger does not answer right now (work waits and resumes by itself once it does), or None."""
         ...
 
     def close(self) -> None:

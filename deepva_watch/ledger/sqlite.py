@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Collection, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,15 +23,18 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from deepva_watch.ledger.model import (
-    ASSET_COLUMNS,
     Asset,
     HistoryEntry,
     LedgerError,
     Move,
+    Node,
     Observation,
     Quota,
-    TransitionLost,
-    check_changes,
+    asset_from_row,
+    history_row,
+    landed_alone,
+    new_asset_ids,
+    transition_sql,
 )
 from deepva_watch.ledger.protocol import Latest
 from deepva_watch.states import AT_DEEPVA, FINAL, HOME, UNSUBMITTED, State
@@ -162,6 +163,13 @@ def _actions(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE history ADD COLUMN note TEXT")
 
 
+@MIGRATIONS(name="nodes")
+def _nodes(db: sqlite_utils.Database) -> None:
+    """The daemons that worked on the ledger (on SQLite one at a time), for status and the status page."""
+    db.execute("CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+               "started_at REAL NOT NULL, last_beat REAL NOT NULL, lease_seconds REAL NOT NULL, left_at REAL)")
+
+
 _KNOWN_MIGRATIONS = frozenset(migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True)))
 
 
@@ -191,41 +199,13 @@ def _hold(path: Path) -> IO[str]:
     return handle
 
 
-def _new_asset_ids(count: int) -> list[str]:
-    """Asset ids for rows inserted together, in the form ``dvw-`` and 32 hex digits:
-    the time in milliseconds, 64 random bits drawn once for the batch, and the row's place in it.
-
-    Ids that grow with time are appended to the end of the ``asset_id`` index. Random ones (uuid4) put every row on
-    another page of it, and recording the first scan of a million files rewrote a page per row: 36 s instead of 13 s.
-    They are as unique: two batches collide only with the same millisecond and the same 64 random bits.
-    """
-    ids: list[str] = []
-    while len(ids) < count:
-        head = f"dvw-{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}{secrets.randbits(64):016x}"
-        ids.extend(f"{head}{index:04x}" for index in range(min(count - len(ids), 0x10000)))
-    return ids
-
-
 def _marks(values: Sized) -> str:
     return ",".join("?" * len(values))
-
-
-def _transition_sql(changes: Mapping[str, Any]) -> str:
-    check_changes(changes)
-    assignments = "".join(f", {name} = ?" for name in changes)
-    return f"UPDATE assets SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ? RETURNING *"
 
 
 _OVERDUE = f"state IN ({_marks(AT_DEEPVA)}) AND submitted_at <= ?"
 _HISTORY_SQL = ("INSERT INTO history (asset, at, from_state, to_state, stage, attempt, error, job_id, note) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-
-
-def _history_row(row: Asset, move: Move, now: float, stage: str | None) -> tuple[Any, ...]:
-    """What a landed move adds to the story: the error it recorded, and what an action said, if anything."""
-    error, note = move.changes.get("last_error"), move.changes.get("last_action")
-    return (row.id, now, move.expected, row.state, stage, row.attempts, error if isinstance(error, str) else None,
-            row.job_id, note if isinstance(note, str) else None)
 
 
 class SqliteLedger:
@@ -240,6 +220,7 @@ class SqliteLedger:
         self._write_lock = threading.Lock()
         self._priorities: dict[str, int] = {}
         self._lock_file: IO[str] | None = None
+        self._node: str | None = None
         self._created = False
         try:
             if not readonly:
@@ -266,6 +247,9 @@ class SqliteLedger:
         if now != self._identity:
             return f"the ledger file {self.path} was replaced while the daemon ran"
         return None
+
+    def outage(self) -> str | None:
+        return None  # a file that is there answers (a full disk is reported by the health check)
 
     # -- connections and transactions ------------------------------------------------------------------------------
 
@@ -328,9 +312,7 @@ class SqliteLedger:
 
     @staticmethod
     def _asset(row: sqlite3.Row) -> Asset:
-        values = {name: row[name] for name in ASSET_COLUMNS}
-        values["state"] = State(values["state"])
-        return Asset(**values)
+        return asset_from_row(row)  # type: ignore[arg-type]  # a Row reads by column name
 
     def _select(self, sql: str, parameters: Sequence[Any] = ()) -> list[Asset]:
         return [self._asset(row) for row in self._conn().execute(sql, parameters).fetchall()]
@@ -500,7 +482,7 @@ class SqliteLedger:
         skipped: Collection[str] = frozenset(),
     ) -> list[str]:
         priority = self._priorities.get(folder, 0)
-        ids = _new_asset_ids(len(sightings))
+        ids = new_asset_ids(len(sightings))
         conn.executemany(
             "INSERT INTO assets (asset_id, folder, relpath, size, mtime_ns, state, stable_since, next_attempt_at, "
             "created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -603,13 +585,11 @@ class SqliteLedger:
 
     def transition(self, asset: Asset, expected: State, to: State, now: float, *, stage: str | None = None,
                    **changes: object) -> Asset:
-        (landed,) = self.transition_many([Move(asset, expected, to, changes)], now, stage=stage)
-        if landed is None:
-            raise TransitionLost(f"asset {asset.asset_id} is no longer {expected}")
-        return landed
+        move = Move(asset, expected, to, changes)
+        return landed_alone(self.transition_many([move], now, stage=stage), move)
 
     def transition_many(self, moves: Sequence[Move], now: float, *, stage: str | None = None) -> list[Asset | None]:
-        statements = [_transition_sql(move.changes) for move in moves]  # refused before anything is written
+        statements = [transition_sql(move.changes, "?") for move in moves]  # refused before anything is written
         landed: list[Asset | None] = []
         with self._write() as conn:
             history = []
@@ -617,10 +597,47 @@ class SqliteLedger:
                 rows = conn.execute(sql, (move.to, now, *move.changes.values(), move.asset.id, move.expected)).fetchall()
                 row = self._asset(rows[0]) if rows else None
                 landed.append(row)
-                if row is not None and (row.state != move.expected or move.changes.get("last_error")):
-                    history.append(_history_row(row, move, now, stage))  # a wait is no step of the story
+                if row is not None and (entry := history_row(row, move, now, stage)) is not None:
+                    history.append(entry)
             conn.executemany(_HISTORY_SQL, history)
         return landed
+
+    # -- nodes (one at a time: the daemon's lock keeps a second one out) ---------------------------------------------
+
+    def join(self, name: str, host: str, pid: int, now: float, lease_seconds: float) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO nodes (name, host, pid, started_at, last_beat, lease_seconds, left_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET host = excluded.host, "
+                         "pid = excluded.pid, started_at = excluded.started_at, last_beat = excluded.last_beat, "
+                         "lease_seconds = excluded.lease_seconds, left_at = NULL",
+                         (name, host, pid, now, now, lease_seconds))
+            conn.execute("UPDATE nodes SET left_at = ? WHERE name != ? AND left_at IS NULL", (now, name))
+        self._node = name
+
+    def heartbeat(self, now: float) -> None:
+        if self._node is not None:
+            with self._write() as conn:
+                conn.execute("UPDATE nodes SET last_beat = ? WHERE name = ?", (now, self._node))
+
+    def take_over(self, now: float) -> dict[str, int]:
+        return {}  # no other node can have held anything
+
+    def leave(self, now: float) -> None:
+        if self._node is not None:
+            with self._write() as conn:
+                conn.execute("UPDATE nodes SET left_at = ?, last_beat = ? WHERE name = ?", (now, now, self._node))
+
+    def leads(self, role: str) -> bool:
+        return True
+
+    def nodes(self) -> list[Node]:
+        held = self.count_in(tuple(HOME))
+        try:
+            rows = self._conn().execute("SELECT * FROM nodes ORDER BY name").fetchall()
+        except sqlite3.OperationalError:  # read-only, on a ledger no daemon of this version has opened yet
+            return []
+        return [Node(row["name"], row["host"], row["pid"], row["started_at"], row["last_beat"], row["lease_seconds"],
+                     row["left_at"], held if row["left_at"] is None else 0) for row in rows]
 
     def recover(self, now: float) -> dict[str, int]:
         recovered = {}

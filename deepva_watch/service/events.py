@@ -5,6 +5,8 @@ file's story entry, so a client that keeps it misses nothing and counts nothing 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,10 +21,12 @@ class BadRequest(ValueError):
     """The query is not what the feed takes; the message says what is."""
 
 
-def events_page(ledger: Ledger, query: str) -> dict[str, Any]:
+def events_page(ledger: Ledger, query: str, roots: Mapping[str, Path] | None = None) -> dict[str, Any]:
+    """``roots``: where each folder the ledger names is on this node (by default its name is its path)."""
     after, limit = _parse(query)
     finished = ledger.finished_since(after, limit)
-    events = [{**event_document(asset, at), "cursor": cursor} for cursor, at, asset in finished]
+    roots = roots or {}
+    events = [{**event_document(asset, at, roots.get(asset.folder)), "cursor": cursor} for cursor, at, asset in finished]
     return {"events": events, "next": finished[-1][0] if finished else after}
 
 

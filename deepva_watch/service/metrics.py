@@ -4,13 +4,17 @@ The metrics live in their own ``CollectorRegistry``, not prometheus-client's glo
 test process never share counters. What the ledger already knows (assets by folder and state, the backlog) is read
 from it at scrape time by a custom collector instead of being mirrored into gauges that could drift from the truth;
 only events the ledger does not keep (bytes sent, API calls, job durations) are counted here.
+
+Every node of a shared ledger serves its own ``/metrics``; each sample carries the node's name as a ``node`` label, so
+series of two nodes never merge, even when Prometheus finds them under one address (a proxy, a moved virtual IP).
+prometheus-client has no constant labels: :class:`_NodeLabelled` adds it to each sample as the registry collects.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -19,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from deepva_watch import __version__
 from deepva_watch.flow.budget import BudgetState
+from deepva_watch.ledger.model import Node
 from deepva_watch.states import FINAL
 from deepva_watch.service.health import FolderState
 
@@ -117,8 +122,48 @@ class _BudgetCollector(Collector):
                                 value=1 if state.reached else 0)
 
 
+class _NodesCollector(Collector):
+    """How many nodes work on the ledger now (not left, a heartbeat within their lease), read at scrape time."""
+
+    def __init__(self, nodes: Callable[[], Sequence[Node]], clock: Callable[[], float]) -> None:
+        self.nodes = nodes
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            nodes = self.nodes()
+        except Exception as error:  # the ledger's state is reported by health
+            log.warning("metrics_ledger_unreadable", error=repr(error)[:300])
+            return
+        now = self.clock()
+        yield GaugeMetricFamily("deepva_watch_nodes_alive",
+                                "Daemons working on the ledger: not left, heartbeat within their lease.",
+                                value=sum(1 for node in nodes if node.alive(now)))
+
+
+class _NodeLabelled(Collector):
+    """Every metric of ``source`` with the label ``node`` added to each of its samples."""
+
+    def __init__(self, source: CollectorRegistry, node: str) -> None:
+        self.source = source
+        self.node = node
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.source.collect():
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            for sample in metric.samples:
+                labelled.add_sample(sample.name, {**sample.labels, "node": self.node}, sample.value, sample.timestamp,
+                                    sample.exemplar, sample.native_histogram)
+            yield labelled
+
+
 class Metrics:
-    """The daemon's metrics. ``clock`` is wall-clock seconds, the unit of ``FolderStatus.last_scan_at``."""
+    """The daemon's metrics. ``clock`` is wall-clock seconds, the unit of ``FolderStatus.last_scan_at``.
+
+    ``node``: the daemon's name among the nodes of its ledger, put on every sample as the label ``node``; empty: no
+    such label (Prometheus takes an empty label value as no label anyway). ``nodes``: the ledger's nodes, for the
+    gauge of those alive (None: no such gauge).
+    """
 
     def __init__(
         self,
@@ -128,6 +173,8 @@ class Metrics:
         clock: Callable[[], float] = time.time,
         overdue_jobs: Callable[[], int] = lambda: 0,
         budget: Callable[[], BudgetState | None] = lambda: None,
+        nodes: Callable[[], Sequence[Node]] | None = None,
+        node: str = "",
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         Info("deepva_watch_build", "Version of deepva-watch.", registry=self.registry).info({"version": __version__})
@@ -150,6 +197,13 @@ class Metrics:
               registry=self.registry).set_function(lambda: _count_or_nan(overdue_jobs))
         self.registry.register(_BudgetCollector(budget))
         self.registry.register(_LedgerCollector(ledger_counts, folder_statuses, clock))
+        if nodes is not None:
+            self.registry.register(_NodesCollector(nodes, clock))
+        self.exported = self.registry
+        """What ``/metrics`` serves: the registry, or with a node, the registry with the node's label."""
+        if node:
+            self.exported = CollectorRegistry(auto_describe=False)
+            self.exported.register(_NodeLabelled(self.registry, node))
 
     def uploaded_bytes(self, count: int) -> None:
         self._uploaded.inc(count)
@@ -165,7 +219,7 @@ class Metrics:
         self._jobs.labels(state).observe(max(0.0, seconds))
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exported)
 
 
 def _count_or_nan(count: Callable[[], int]) -> float:

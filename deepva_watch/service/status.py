@@ -2,7 +2,7 @@
 
 One function per view, each returning plain data (JSON-ready dicts and lists), so the page's templates and the JSON
 twin show the same numbers: :func:`overview` (folders and their watch, files per state, the backlog, running uploads,
-recent failures, health), :func:`search` (files whose path holds some text) and :func:`story` (every version of a file
+recent failures, health, the nodes working on the ledger), :func:`search` (files whose path holds some text) and :func:`story` (every version of a file
 and every step, as ``deepva-watch show`` tells it). Nothing here writes; the buttons' changes are in :mod:`.page`.
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from deepva_watch.config import Config
 from deepva_watch.flow.transfers import TransferView
 from deepva_watch.ledger import Asset, HistoryEntry, Ledger
+from deepva_watch.ledger.model import Node
 from deepva_watch.service.health import FolderState, Health
 from deepva_watch.states import ALL, FINAL, State
 from deepva_watch.watch.discover import latest_in_order
@@ -59,6 +60,8 @@ class Sources:
     requeued: Callable[[State], None] = field(default=lambda state: None)
     """Told the state a button sent a file to, so that stage's workers look at once."""
     clock: Callable[[], float] = time.time
+    node: str | None = None
+    """The name of the node serving the page (marked in its list of nodes); None: not marked."""
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -113,6 +116,30 @@ def upload_json(upload: TransferView) -> dict[str, Any]:
     }
 
 
+def node_json(node: Node, now: float) -> dict[str, Any]:
+    """One daemon working on the ledger, as ``deepva-watch status`` and the page show it. ``state``: ``alive``, ``left``
+    (it stopped and said so) or ``dead`` (silent for longer than its lease: the others take its rows over).
+    ``last_beat_seconds_ago`` is negative when the node's clock is ahead of this one."""
+    return {
+        "name": node.name,
+        "host": node.host,
+        "pid": node.pid,
+        "state": "alive" if node.alive(now) else "left" if node.left_at is not None else "dead",
+        "started_at": iso(node.started_at),
+        "last_beat": iso(node.last_beat),
+        "last_beat_seconds_ago": round(now - node.last_beat, 1),
+        "lease_seconds": node.lease_seconds,
+        "left_at": iso(node.left_at),
+        "rows_held": node.rows_held,
+    }
+
+
+def nodes_json(ledger: Ledger, now: float) -> list[dict[str, Any]]:
+    """Every node of the ledger, the live ones first, each group by name."""
+    views = [node_json(node, now) for node in ledger.nodes()]
+    return sorted(views, key=lambda view: (view["state"] != "alive", view["name"]))
+
+
 def _states(counts: dict[str, int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: STATE_ORDER.get(item[0], len(STATE_ORDER))))
 
@@ -160,6 +187,8 @@ def overview(sources: Sources) -> dict[str, Any]:
         "oldest_waiting": asset_json(oldest, now) if oldest else None,
         "uploads": [upload_json(upload) for upload in uploads],
         "recent_failures": [asset_json(asset, now) for asset in sources.ledger.recent_errors(RECENT_FAILURES)],
+        "nodes": nodes_json(sources.ledger, now),
+        "node": sources.node,
         "refresh_seconds": config.metrics.page_refresh_seconds,
     }
 

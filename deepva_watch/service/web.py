@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -44,8 +45,10 @@ def _reply(start_response: Callable[..., Any], response: Response, method: str) 
     return [] if method == "HEAD" else [response.body]
 
 
-def web_app(metrics: Metrics, health: Health, page: StatusPage | None = None, ledger: Ledger | None = None) -> App:
-    """``page``: the status page at ``/`` (None: none); ``ledger``: the ``/events`` feed (None: none)."""
+def web_app(metrics: Metrics, health: Health, page: StatusPage | None = None, ledger: Ledger | None = None,
+            roots: Callable[[], Mapping[str, Path]] = dict) -> App:
+    """``page``: the status page at ``/`` (None: none); ``ledger``: the ``/events`` feed (None: none); ``roots``:
+    where the folders the ledger names are on this node (a folder with an ``id``)."""
 
     def answer(environ: dict[str, Any]) -> Response:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -56,7 +59,7 @@ def web_app(metrics: Metrics, health: Health, page: StatusPage | None = None, le
             if path == "/metrics":
                 return Response(HTTPStatus.OK, metrics.exposition(), CONTENT_TYPE_LATEST)
             if path == "/events":
-                return _events(ledger, environ.get("QUERY_STRING", ""))
+                return _events(ledger, environ.get("QUERY_STRING", ""), roots())
             report = health.check()
             status = HTTPStatus.OK if report.healthy else HTTPStatus.SERVICE_UNAVAILABLE
             return Response(status, json.dumps(report.as_json()).encode() + b"\n", "application/json")
@@ -77,11 +80,11 @@ def web_app(metrics: Metrics, health: Health, page: StatusPage | None = None, le
     return app
 
 
-def _events(ledger: Ledger | None, query: str) -> Response:
+def _events(ledger: Ledger | None, query: str, roots: Mapping[str, Path]) -> Response:
     if ledger is None:
         return Response(HTTPStatus.NOT_FOUND, b"no event feed here\n", TEXT)
     try:
-        page = events_page(ledger, query)
+        page = events_page(ledger, query, roots)
     except BadRequest as error:
         return Response(HTTPStatus.BAD_REQUEST, f"{error}\n".encode(), TEXT)
     return Response(HTTPStatus.OK, json.dumps(page).encode() + b"\n", "application/json")

@@ -31,7 +31,7 @@ STAGES: tuple[AnyStage, ...] = (
     Stage("submit", (State.UPLOADED,), submit.create_job, submit.begin, working=State.SUBMITTING, batch=8,
           admission=Admission(quota=submit.active_jobs, needs_api=True, freed_by=(State.COMPLETED, State.JOB_FAILED, State.OVERDUE))),
     Stage("track", AT_DEEPVA, track.track, track.begin, batch=track.BATCH, together=track.TOGETHER_SECONDS,
-          admission=Admission(room=track.room, rest=track.rest, needs_api=True)),
+          admission=Admission(room=track.room, rest=track.rest, needs_api=True, one_node=True)),
     Stage("publish", (State.COMPLETED,), publish, services_only, working=State.PUBLISHING,
           workers=lambda config: PUBLISH_WORKERS, batch=4, admission=Admission(needs_api=True)),
     Stage("report", (State.JOB_FAILED,), report, services_only, working=State.REPORTING, batch=4,

@@ -44,7 +44,7 @@ def act(services: Services, asset: Asset) -> Outcome:
     if step == "move_to":
         return _move(services, folder, actions, asset, steps)
     if step == "exec":
-        return _exec(actions, asset, steps)
+        return _exec(services, actions, asset, steps)
     return _post(services, actions, asset, steps)
 
 
@@ -68,7 +68,7 @@ def _onward(asset: Asset, changes: dict[str, Any]) -> Advance:
 
 def _move(services: Services, folder: FolderConfig, actions: Actions, asset: Asset, steps: list[str]) -> Outcome:
     assert actions.move_to is not None
-    media = current_path(asset)
+    media = current_path(asset, _root(services, asset))
     sidecars = [Path(path) for path in (asset.xmp_path, asset.json_path) if path and Path(path).parent == media.parent]
     base = actions.move_to if actions.move_to.is_absolute() else folder.path.absolute() / actions.move_to
     try:
@@ -102,18 +102,18 @@ def _follow(services: Services, asset: Asset, target: Path) -> dict[str, Any]:
     return {"location": str(target)}
 
 
-def _variables(asset: Asset) -> dict[str, str]:
-    values = {"OUTCOME": outcome_of(asset), "PATH": str(current_path(asset)), "FOLDER": asset.folder,
+def _variables(services: Services, asset: Asset) -> dict[str, str]:
+    values = {"OUTCOME": outcome_of(asset), "PATH": str(current_path(asset, _root(services, asset))), "FOLDER": asset.folder,
               "RELPATH": asset.relpath, "ASSET_ID": asset.asset_id, "JOB_ID": asset.job_id or "",
               "XMP": asset.xmp_path or "", "JSON": asset.json_path or "",
               "ERROR": (asset.last_error or "") if outcome_of(asset) == "failed" else ""}
     return {f"DEEPVA_WATCH_{name}": value for name, value in values.items()}
 
 
-def _exec(actions: Actions, asset: Asset, steps: list[str]) -> Outcome:
+def _exec(services: Services, actions: Actions, asset: Asset, steps: list[str]) -> Outcome:
     program = actions.exec[0]
     try:
-        result = run_command(actions.exec, _variables(asset), actions.exec_timeout_seconds)
+        result = run_command(actions.exec, _variables(services, asset), actions.exec_timeout_seconds)
     except OSError as error:
         return Retry(f"exec: cannot start {program}: {error.strerror or error}")
     said = result.describe(program, actions.exec_timeout_seconds)
@@ -124,9 +124,15 @@ def _exec(actions: Actions, asset: Asset, steps: list[str]) -> Outcome:
 
 def _post(services: Services, actions: Actions, asset: Asset, steps: list[str]) -> Outcome:
     assert actions.http is not None
-    result = post_event(actions.http, event_document(asset, services.clock.now()))
+    result = post_event(actions.http, event_document(asset, services.clock.now(), _root(services, asset)))
     if result.ok:
         return _next(asset, steps, f"http: {result.detail}")
     if result.worth_retrying:
         return Retry(f"http: {result.detail}", changes={"last_action": result.detail})
     return Fail(f"http: {result.detail} (the receiver refused the event; fix it, then 'deepva-watch retry')")
+
+
+def _root(services: Services, asset: Asset) -> Path | None:
+    """The path on this node of the folder the row is in (None: a reload removed it; its name is then its path)."""
+    folder = services.folder_named(asset.folder)
+    return folder.path.absolute() if folder is not None else None

@@ -91,9 +91,9 @@ def write_sidecars(services: Services, asset: Asset, *, completed: bool, descrip
     root, settings, provenance = folder.path.absolute(), sidecar_settings(folder), _provenance(services, asset)
     if completed:
         segments = services.client.iter_detailed_results(job.id, page_size=DETAILED_PAGE_SIZE)
-        return publish_results(asset.path, job=job, media=media, segments=segments, watch_root=root,
+        return publish_results(services.path_of(asset), job=job, media=media, segments=segments, watch_root=root,
                                settings=settings, provenance=provenance)
-    return publish_failure(asset.path, job=job, errors=asset.errors, media=media, watch_root=root,
+    return publish_failure(services.path_of(asset), job=job, errors=asset.errors, media=media, watch_root=root,
                            settings=settings, provenance=provenance)
 
 

@@ -31,8 +31,9 @@ def settle(services: Services, asset: Asset) -> Outcome:
     now = services.clock.now()
     folder = services.folder(asset)
     quiet = folder.settle_seconds
+    path = services.path_of(asset)
     try:
-        info = os.stat(asset.path, follow_symlinks=folder.follow_symlinks)
+        info = os.stat(path, follow_symlinks=folder.follow_symlinks)
     except FileNotFoundError:
         return gone()
     if not stat.S_ISREG(info.st_mode):
@@ -41,7 +42,7 @@ def settle(services: Services, asset: Asset) -> Outcome:
         return Changed(info.st_size, info.st_mtime_ns, "the file is still being written")
     if now - asset.stable_since < quiet:
         return Wait(asset.stable_since + quiet)
-    if open_for_writing(asset.path):
+    if open_for_writing(path):
         waited = now - asset.stable_since
         if waited < max(WRITER_PATIENCE_SECONDS, quiet):
             return Wait(now + max(WRITER_RECHECK_SECONDS, min(quiet, 5.0)))

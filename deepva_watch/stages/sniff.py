@@ -51,7 +51,7 @@ def sniff_asset(services: Services, asset: Asset) -> Outcome:
         return gone()
     except PermissionError as error:
         return Retry(f"cannot read the file: {error.strerror}")
-    prior = find_prior_result(asset.path, watch_root=folder.path.absolute(), settings=sidecar_settings(folder),
+    prior = find_prior_result(services.path_of(asset), watch_root=folder.path.absolute(), settings=sidecar_settings(folder),
                               kind=verdict.kind)
     if prior is not None and prior.covers(facts["content_hash"], folder.modules):
         log.info("adopted", job_id=prior.job_id, note="its sidecars already hold this job's results for the same "

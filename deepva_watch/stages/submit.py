@@ -56,7 +56,7 @@ def create_job(batch: Submissions, asset: Asset) -> Outcome:
                 return submitted(services, job, batch.expected.get(asset.kind or "video"))
         if (over_budget := batch.allowance.take(asset)) is not None:
             return over_budget
-        source = job_source(folder, asset.path, asset.storage_url)
+        source = job_source(folder, services.path_of(asset), asset.storage_url)
         job = services.client.create_job(
             [source], dict(folder.modules), tag=asset.asset_id,
             webhook=webhook_request(services.config.webhook, folder.modules),

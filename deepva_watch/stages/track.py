@@ -77,14 +77,17 @@ def expected_by_kind(ledger: Ledger, assets: Sequence[Asset]) -> dict[str, float
 
 
 def begin(services: Services, assets: Sequence[Asset]) -> Batch:
-    """List pages instead of one request per job, for as long as the pages still hold jobs of the batch."""
+    """List pages instead of one request per job, for as long as the pages still hold jobs of the batch.
+
+    The walk leaves the budget's last request to the steps: a job the pages do not reach (a few old ones behind many
+    newer jobs) is then asked for by itself, rather than waiting for a request the next walk spends first again."""
     batch = Batch(services, expected=expected_by_kind(services.ledger, assets))
     wanted = {asset.job_id for asset in assets if asset.job_id}
     if len(wanted) < LIST_THRESHOLD:
         return batch
     offset = 0
     for _ in range(len(wanted) // LIST_PAGE_SIZE + 2):
-        if services.poll_budget.take() > 0:
+        if services.poll_budget.available() < 2 or services.poll_budget.take() > 0:
             break
         try:
             page = services.client.list_jobs(offset=offset, limit=LIST_PAGE_SIZE, only=wanted)

@@ -8,6 +8,7 @@ An upload cut off after bytes went out may leave a partial object in storage: th
 from __future__ import annotations
 
 import os
+from pathlib import PurePosixPath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ log = structlog.get_logger("deepva_watch.upload")
 def storage_name(asset: Asset) -> str:
     """Unique per asset version, so leftovers of a cut-off upload can be found and removed before the next attempt
     without touching anyone else's objects."""
-    return f"{asset.asset_id}_{asset.path.name}"
+    return f"{asset.asset_id}_{PurePosixPath(asset.relpath).name}"
 
 
 def upload_window(services: Services) -> int:
@@ -71,7 +72,7 @@ def upload(batch: Uploads, asset: Asset) -> Outcome:
         return changed_outcome(changed, "the file changed before upload")
     except SourceChanged:
         try:
-            info = os.stat(asset.path, follow_symlinks=folder.follow_symlinks)  # as settling looked at it
+            info = os.stat(services.path_of(asset), follow_symlinks=folder.follow_symlinks)  # as settling looked at it
         except FileNotFoundError:
             return Advance(State.GONE, {"last_error": "the file disappeared during upload"})
         return Changed(info.st_size, info.st_mtime_ns, "the file changed during upload; the new version follows")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable
 
@@ -125,6 +126,6 @@ def test_overdue_jobs_show_in_status_health_and_metrics(setup: Setup, cli: Cli) 
         assert health.status == "degraded"
         assert health.warnings == (f"2 DeepVA job(s) running longer than 24 h (oldest: {setup.watch}/released.mp4, "
                                    "job job-older, 55.6 h)",)
-        assert "deepva_watch_jobs_overdue 2.0" in daemon.metrics.exposition().decode()
+        assert re.search(r"^deepva_watch_jobs_overdue(\{[^}]*\})? 2\.0$", daemon.metrics.exposition().decode(), re.M)
     finally:
         daemon.ledger.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -102,7 +103,8 @@ def test_at_the_daily_cap_work_waits_health_says_why_and_a_higher_cap_releases_i
     health = _health(port)
     assert health["status"] == "degraded" and any("(2 images per day)" in text for text in health["warnings"])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert 'deepva_watch_budget_spent{kind="images"} 2.0' in response.read().decode()
+        # every metric carries the node that serves it (its host name by default)
+        assert f'deepva_watch_budget_spent{{kind="images",node="{socket.gethostname()}"}} 2.0' in response.read().decode()
     assert emulator.stats()["jobs_created"] == 2
 
     data = yaml.safe_load(config.read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import threading
 import urllib.request
 from pathlib import Path
@@ -106,5 +107,5 @@ def test_deaf_events_are_caught_by_the_next_reconcile_and_the_file_is_published(
     assert health["status"] == "degraded" and health["warnings"][0].startswith(f"folder {watch}: events stopped")
     families = {family.name: family for family in text_string_to_metric_families(metrics)}
     (missed,) = [s for s in families["deepva_watch_events_missed"].samples if s.name.endswith("_total")]
-    assert missed.labels == {"folder": str(watch)} and missed.value == 1
+    assert missed.labels == {"folder": str(watch), "node": socket.gethostname()} and missed.value == 1
     assert daemon.folder_statuses()[0].mode == "poll"

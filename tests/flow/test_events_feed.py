@@ -61,3 +61,20 @@ def test_a_client_that_stops_and_comes_back_sees_every_finished_file_once(tmp_pa
         assert error.code == 400
     finally:
         server.stop()
+
+
+def test_a_folder_named_by_id_is_worked_where_this_node_mounts_it_and_its_events_say_where(tmp_path: Path) -> None:
+    flow = one_folder(tmp_path, id="news-incoming")
+    _finish(flow, "a.jpg")
+    (row,) = flow.services.ledger.query()
+    assert (row.folder, row.relpath, row.state) == ("news-incoming", "a.jpg", "published")
+    assert (flow.watch / "a.jpg.xmp").is_file() and row.xmp_path == str(flow.watch.absolute() / "a.jpg.xmp")
+    health = Health(api_failure_seconds=60, folder_statuses=list, ledger_problem=lambda: None)
+    metrics = Metrics(ledger_counts=dict, folder_statuses=list)
+    app = web_app(metrics, health, ledger=flow.services.ledger, roots=lambda: {"news-incoming": flow.watch.absolute()})
+    server = Listener("127.0.0.1:0", app, name="metrics").start()
+    try:
+        (event,) = _read(server.address[1], 0)["events"]
+    finally:
+        server.stop()
+    assert (event["folder"], event["path"]) == ("news-incoming", str(flow.watch.absolute() / "a.jpg"))

@@ -7,11 +7,12 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from structlog.testing import capture_logs
 
 from deepva_watch.deepva import BadRequest, NotAuthenticated, RateLimited, ServerError, TransportError
-from deepva_watch.deepva.models import Job
+from deepva_watch.deepva.models import Job, JobPage
 from deepva_watch.flow import folder_key
 from deepva_watch.flow.policy import MAX_ATTEMPTS, REFUSED_KEY_RETRY_SECONDS
 from deepva_watch.ledger import SqliteLedger
@@ -501,3 +502,28 @@ def test_a_long_retry_after_ends_the_step_and_becomes_the_rows_next_attempt(flow
     row = flow.only()
     assert row.state == S.UPLOADED and row.attempts == 0
     assert row.next_attempt_at == flow.clock.now() + 300
+
+
+def test_old_jobs_behind_a_page_of_newer_ones_are_not_starved_by_a_tight_budget(tmp_path: Path) -> None:
+    """Newest first, as DeepVA lists: two old jobs sit behind a hundred newer ones. With a budget that refills a
+    request at a time, each walk used to spend it on the first page, and the old jobs were never looked at."""
+
+    class NewestFirst(FakeClient):
+        def list_jobs(self, *, offset: int = 0, limit: int = 10, tag: str | None = None, only: Any = None) -> JobPage:
+            self._maybe_fail("list_jobs")
+            jobs = list(reversed(self.jobs.values()))[offset:offset + limit]
+            return JobPage(total=len(self.jobs), offset=offset, jobs=tuple(job for job in jobs if job.id in only),
+                           has_next=offset + limit < len(self.jobs), listed=len(jobs))
+
+    client = NewestFirst()
+    flow = one_folder(tmp_path, {"max_requests_per_minute": 6, "poll_interval_seconds": 1}, client)
+    flow.accept("a.png", "b.png")
+    flow.run("upload", "upload", "submit", "submit")
+    for index in range(100):
+        client.jobs[f"newer-{index}"] = Job(id=f"newer-{index}", tag="another", state="completed", progress=1.0,
+                                            sources=(), modules={})
+    client.finish()
+    for _ in range(60):  # a simulated minute, the tracker looking every second: six requests at most
+        flow.clock.advance(1)
+        flow.run("track")
+    assert flow.services.ledger.count_by_state() == {S.COMPLETED: 2}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -293,5 +294,5 @@ def test_a_name_that_is_not_utf8_is_skipped_and_the_folder_goes_on(tmp_path, emu
     assert any("caf\\\\xe9.jpg" in line for line in warnings) and any("d\\\\xe9p\\\\xf4t/" in line for line in warnings)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    assert f'deepva_watch_names_skipped{{folder="{watch}"}} 2.0' in metrics
+    assert f'deepva_watch_names_skipped{{folder="{watch}",node="{socket.gethostname()}"}} 2.0' in metrics
     assert daemon.stop() == 0

@@ -57,7 +57,7 @@ def test_a_ledger_removed_under_the_daemon_stops_all_work_and_turns_health_red(t
     port = free_port()
     config = write_config(tmp_path, emulator.base_url, [watch], metrics={"listen": f"127.0.0.1:{port}"})
     daemon = daemon_factory(config)
-    wait_for(lambda: '"event": "watching"' in daemon.log_text(), 20, "the daemon to watch")
+    wait_for(lambda: '"listener": "metrics"' in daemon.log_text(), 20, "the daemon to watch and listen")
     assert _health(port)["status"] == "ok"
     ledger = tmp_path / "ledger.sqlite3"
     for suffix in ("", "-wal", "-shm"):

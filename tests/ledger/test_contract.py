@@ -229,3 +229,43 @@ def test_forget_refuses_while_a_worker_holds_a_version(ledger: Ledger) -> None:
     (row,) = ledger.versions("/w", "a.jpg")
     ledger.transition(row, S.UPLOADING, S.UPLOADED, 2.0)
     assert ledger.forget_idle("/w", "a.jpg") == 1 and ledger.versions("/w", "a.jpg") == []
+
+
+def test_values_come_back_as_they_went_in(ledger: Ledger) -> None:
+    """Sizes, times and inodes past 32 bits, a flag given as a bool, an unknown path seen twice in one batch."""
+    big = 2**62
+    inserted, leftover = ledger.observe_new_paths("/w", [("a", 1, 1), ("b", 2, 2), ("a", big, big)], 1.0,
+                                                  skipped={"b"})
+    assert [path for path, _ in inserted] == ["a"] and leftover == []
+    assert [v.state for v in ledger.versions("/w", "b")] == [S.SKIPPED]
+    (row,) = ledger.versions("/w", "a")
+    row = ledger.transition(row, S.SETTLING, S.SETTLED, 2.0, error_retryable=True, device=big, inode=big,
+                            media_seconds=12.5)
+    assert (row.size, row.mtime_ns, row.device, row.inode) == (big, big, big, big)
+    assert row.error_retryable == 1 and row.media_seconds == 12.5 and row.next_attempt_at == 1.0
+    assert ledger.advance_setting("nonce", 10**20, 3.0) and ledger.get_setting("nonce") == str(10**20)
+
+
+def test_empty_batches_change_nothing(ledger: Ledger) -> None:
+    assert ledger.transition_many([], 1.0) == []
+    assert ledger.observe_new_paths("/w", [], 1.0) == ([], [])
+    assert ledger.mark_gone_many("/w", [], 1.0) == []
+    assert ledger.retire([], 1.0) == 0
+    assert ledger.history([]) == []
+    assert ledger.claim([S.ACCEPTED], S.UPLOADING, 1.0, 5, stage="upload", quota=Quota((S.SUBMITTING,), 0)) == []
+    assert ledger.count_by_state() == {} and ledger.next_due_at([S.ACCEPTED]) is None
+
+
+def test_a_node_joins_beats_and_leaves_and_a_second_join_under_its_name_takes_it_back(ledger: Ledger) -> None:
+    ledger.join("ingest-1", "host-a", 4242, now=10.0, lease_seconds=30.0)
+    ledger.heartbeat(now=20.0)
+    (node,) = ledger.nodes()
+    assert (node.name, node.host, node.pid, node.started_at, node.last_beat) == ("ingest-1", "host-a", 4242, 10.0, 20.0)
+    assert node.alive(50.0) and not node.alive(50.1)
+    assert ledger.take_over(now=60.0) == {}, "no rows held by anyone else"
+    ledger.leave(now=70.0)
+    (node,) = ledger.nodes()
+    assert node.left_at == 70.0 and not node.alive(70.0)
+    ledger.join("ingest-1", "host-a", 4243, now=80.0, lease_seconds=30.0)  # the same node, restarted
+    (node,) = ledger.nodes()
+    assert node.pid == 4243 and node.left_at is None and node.alive(80.0)
