@@ -502,7 +502,7 @@ def _read_capped(raw: requests.Response, limit: int) -> bytes:
 
 
 def client_for(api: ApiConfig, api_key: str, **options: Any) -> DeepVAClient:
-    """The client ``api`` describes (URL, timeouts, retries, CA bundle): the daemon's, and its publishing process's."""
+    """The client ``api`` describes (URL, timeouts, retries, CA bundle)."""
     return DeepVAClient(
         api.url, api_key,
         timeout=(api.connect_timeout_seconds, api.read_timeout_seconds),
