@@ -19,10 +19,10 @@ def _two_nodes(cluster: Cluster, share: Path, **top: Any) -> None:
 
 
 def _holding(cluster: Cluster, node: str) -> dict[str, int]:
-    """The rows ``node`` holds and has not finished, by state."""
+    """The rows ``node`` holds in a step (a working state), by state: what a survivor must take over."""
     return {row["state"]: row["n"] for row in cluster.query(
-        "SELECT state, COUNT(*) AS n FROM assets WHERE held_by = %s AND state NOT IN ('published', 'rejected', "
-        "'failed', 'gone', 'superseded') GROUP BY state", (node,))}
+        "SELECT state, COUNT(*) AS n FROM assets WHERE held_by = %s AND state IN ('uploading', 'submitting', "
+        "'publishing', 'reporting', 'acting') GROUP BY state", (node,))}
 
 
 def test_two_nodes_share_the_files_and_publish_each_once(cluster: Cluster, emulator: Any, tmp_path: Path) -> None:
@@ -50,15 +50,19 @@ def test_the_survivor_finishes_what_a_killed_node_held(cluster: Cluster, emulato
     emulator.set_processing_time(2.0)  # jobs stay at DeepVA long enough for the killed node to hold some
     share = tmp_path / "share"
     share.mkdir()
-    # a quota above the files in flight: the node quicker to claim does not take every slot, both hold work
-    _two_nodes(cluster, share, max_active_jobs=60)
+    # a quota above the files in flight: the node quicker to claim does not take every slot, both hold work. Uploads
+    # are throttled, node-a's most, so that files still wait at half time and node-a is in the middle of a step
+    for name, mbps in (("node-a", 0.1), ("node-b", 1.0)):
+        cluster.configure(name, share, max_active_jobs=60, max_upload_mbps=mbps)
+        cluster.start(name)
+    wait_for(lambda: len(cluster.query("SELECT name FROM nodes WHERE left_at IS NULL")) == 2, 30, "both nodes joined")
     files = unique_images(120, seed=2)
     drop(share, tmp_path / "staging", files[:60])
     wait_for(lambda: emulator.stats()["uploads_completed"] >= 30, 60, "a quarter of the files uploaded")
     drop(share, tmp_path / "staging", files[60:])
     wait_for(lambda: emulator.stats()["uploads_completed"] >= len(files) // 2, 60, "half the files uploaded")
-    # the kill must cut node-a off while it holds work (jobs it tracks or a step under way), or it proves nothing
-    held = wait_for(lambda: _holding(cluster, "node-a"), 30, "node-a holding work")
+    # the kill must cut node-a off in the middle of a step, or it proves nothing
+    held = wait_for(lambda: _holding(cluster, "node-a"), 30, "node-a in the middle of a step")
     cluster.nodes["node-a"].kill()
     killed_at = time.monotonic()
 
