@@ -85,8 +85,9 @@ class Daemon:
         if password is not None:
             logging_setup.register_secret(password.reveal())
         self.ledger = open_ledger(self.config.ledger, password=password.reveal() if password else None, exclusive=True)
-        self.node = self.config.node_name or socket.gethostname()
-        self.ledger.join(self.node, socket.gethostname(), os.getpid(), self.clock.now(), self.config.node_lease_seconds)
+        host = socket.gethostname()
+        self.node = self.config.node_name or host
+        self.ledger.join(self.node, host, os.getpid(), self.clock.now(), self.config.node_lease_seconds)
         self._next_beat = 0.0
         self.watches: dict[str, FolderWatch] = {}
         self.health = Health(

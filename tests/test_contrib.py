@@ -106,6 +106,16 @@ def _rules() -> list[dict[str, Any]]:
     return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
 
 
+def assert_alerts(promtool: str, tmp_path: Path, series: list[dict[str, Any]], cases: list[dict[str, Any]]) -> None:
+    """``promtool test rules`` runs the shipped rules over ``series`` and must find exactly the alerts of ``cases``."""
+    unit = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
+    path = tmp_path / "alerts.test.yml"
+    path.write_text(yaml.safe_dump(unit, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_metric_the_dashboard_and_rules_query_is_one_the_daemon_exports(exported: tuple[set[str], set[str]]) -> None:
     samples, _ = exported
     asked = {name: source for source, exprs in (("dashboard", _dashboard_exprs()),
@@ -253,10 +263,5 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
         _case("DeepvaWatchBudgetReached", "1m"),
         _case("DeepvaWatchBudgetReached", "3m", _firing("DeepvaWatchBudgetReached")),
     ]
-    unit = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
-    path = tmp_path / "alerts.test.yml"
-    path.write_text(yaml.safe_dump(unit, sort_keys=False))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_alerts(promtool, tmp_path, series, cases)
     assert {rule["alert"] for rule in _rules()} == {case["alertname"] for case in cases}

@@ -185,9 +185,6 @@ def _param(value: object) -> object:
     return value
 
 
-_asset = asset_from_row
-
-
 class PostgresLedger:
     """Thread-safe access to one ledger database, shared by any number of nodes."""
 
@@ -309,7 +306,7 @@ class PostgresLedger:
 
     def _select(self, sql: str, parameters: Sequence[Any] = ()) -> list[Asset]:
         with self._transaction() as conn:
-            return [_asset(row) for row in conn.execute(sql, parameters).fetchall()]
+            return [asset_from_row(row) for row in conn.execute(sql, parameters).fetchall()]
 
     def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[DictRow]:
         with self._transaction() as conn:
@@ -430,7 +427,7 @@ class PostgresLedger:
             "SELECT history.id AS cursor, history.at AS finished_at, assets.* FROM history JOIN assets ON assets.id = "
             "history.asset WHERE history.id > %s AND history.to_state = ANY(%s) ORDER BY history.id LIMIT %s",
             (after, _texts((S.PUBLISHED, S.FAILED)), limit))
-        return [(int(row["cursor"]), float(row["finished_at"]), _asset(row)) for row in rows]
+        return [(int(row["cursor"]), float(row["finished_at"]), asset_from_row(row)) for row in rows]
 
     def recent_job_seconds(self, kind: str, limit: int) -> list[float]:
         rows = self._rows("SELECT job_seconds FROM assets WHERE kind = %s AND job_seconds IS NOT NULL "
@@ -589,7 +586,7 @@ class PostgresLedger:
                 taken += row["size"]
             if not chosen:
                 return []
-            rows = [_asset(row) for row in conn.execute(
+            rows = [asset_from_row(row) for row in conn.execute(
                 "UPDATE assets SET state = %s, updated_at = %s, held_by = %s WHERE id = ANY(%s) RETURNING *",
                 (str(working), now, self._node, chosen)).fetchall()]
             conn.cursor().executemany(_HISTORY_SQL, [
@@ -613,7 +610,7 @@ class PostgresLedger:
             history = []
             for move, cursor in zip(moves, cursors, strict=True):
                 found = cursor.fetchone()
-                row = _asset(found) if found is not None else None
+                row = asset_from_row(found) if found is not None else None
                 landed.append(row)
                 if row is not None and (entry := history_row(row, move, now, stage)) is not None:
                     history.append(entry)

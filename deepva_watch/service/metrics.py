@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -28,6 +28,7 @@ from deepva_watch.states import FINAL
 from deepva_watch.service.health import FolderState
 
 log = structlog.get_logger("deepva_watch.metrics")
+_T = TypeVar("_T")
 
 #: DeepVA jobs take seconds for a photo and up to hours for long video.
 JOB_DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
@@ -99,6 +100,16 @@ class _LedgerCollector(Collector):
         yield unnamed
 
 
+def _read_ledger(read: Callable[[], _T | None]) -> _T | None:
+    """What ``read`` gets from the ledger at scrape time; None (and a warning) when the ledger cannot answer, whose
+    state health reports."""
+    try:
+        return read()
+    except Exception as error:
+        log.warning("metrics_ledger_unreadable", error=repr(error)[:300])
+        return None
+
+
 class _BudgetCollector(Collector):
     """Today's spending and whether a cap is reached, read from the ledger at scrape time (nothing when no cap)."""
 
@@ -106,11 +117,7 @@ class _BudgetCollector(Collector):
         self.budget = budget
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            state = self.budget()
-        except Exception as error:  # the ledger's state is reported by health
-            log.warning("metrics_ledger_unreadable", error=repr(error)[:300])
-            return
+        state = _read_ledger(self.budget)
         if state is None:
             return
         spent = GaugeMetricFamily("deepva_watch_budget_spent", "Handed to DeepVA today: video minutes and images.",
@@ -130,10 +137,8 @@ class _NodesCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            nodes = self.nodes()
-        except Exception as error:  # the ledger's state is reported by health
-            log.warning("metrics_ledger_unreadable", error=repr(error)[:300])
+        nodes = _read_ledger(self.nodes)
+        if nodes is None:
             return
         now = self.clock()
         yield GaugeMetricFamily("deepva_watch_nodes_alive",

@@ -4,7 +4,6 @@ prometheus-client's own parser; the gauge of live nodes follows the ledger; the 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -22,8 +21,8 @@ from deepva_watch.service.metrics import Metrics
 from deepva_watch.service.web import web_app
 from deepva_watch.watch.supervisor import FolderStatus
 from tests.conftest import require_program
+from tests.test_contrib import RULES, assert_alerts
 
-RULES = Path(__file__).resolve().parents[2] / "contrib" / "prometheus" / "deepva-watch.rules.yml"
 NODE = "media01"
 
 
@@ -164,9 +163,4 @@ def test_the_alert_rules_fire_per_node_with_the_label(tmp_path: Path) -> None:
         {"eval_time": "20m", "alertname": "DeepvaWatchJobsOverdue",
          "exp_alerts": [_firing("DeepvaWatchJobsOverdue", "media02")]},
     ]
-    unit = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
-    path = tmp_path / "alerts.test.yml"
-    path.write_text(yaml.safe_dump(unit, sort_keys=False))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_alerts(promtool, tmp_path, series, cases)
